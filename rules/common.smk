@@ -1,0 +1,103 @@
+# Configuration validation, path naming and input functions shared by all stages.
+import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from kdbudget.config import ConfigError, validate_config
+from kdbudget.data.tokenizer import TokenizerError, check_tokenizer_dir
+
+try:
+    _validated = validate_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+config.clear()
+config.update(_validated)
+
+if config["tokenizer"]["source"] == "dir":
+    # A user's tokenizer is checked before any job starts, not after extraction.
+    try:
+        check_tokenizer_dir(config["tokenizer"]["path"])
+    except TokenizerError as err:
+        raise WorkflowError(f"config key 'tokenizer.path': {err}") from None
+
+CORPUS = config["corpus"]
+LANGUAGE = CORPUS["language"]
+DATA = "results/data"
+N_SHARDS = CORPUS["shards"]
+TRAIN_SHARDS = [f"train-{i:03d}" for i in range(N_SHARDS)]
+VALIDATION_SHARDS = ["validation-000"]
+
+
+wildcard_constraints:
+    shard=r"(train|validation)-\d{3}",
+    source="wikipedia|bookcorpus",
+    name=r"[^/]+",
+    language=r"[a-z][a-z-]*",
+    date=r"latest|\d{8}",
+
+
+def slug(name):
+    """A hub name (owner/model) as a single path component."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", name)
+
+
+def resources_of(stage):
+    return config["resources"][stage]
+
+
+# --- sources ---------------------------------------------------------------
+
+
+def demo_dump():
+    return f"resources/demo/{LANGUAGE}wiki-demo-pages-articles.xml.bz2"
+
+
+def wikipedia_dump():
+    wiki = CORPUS["wikipedia"]
+    if wiki["source"] == "demo":
+        return demo_dump()
+    if wiki["source"] == "download":
+        return f"resources/wikipedia/{LANGUAGE}wiki-{wiki['dump_date']}-pages-articles.xml.bz2"
+    return wiki["path"]
+
+
+def book_folder():
+    books = CORPUS["bookcorpus"]
+    if books["source"] == "demo":
+        return "resources/demo/books"
+    if books["source"] == "hub":
+        return f"resources/bookcorpus/{slug(books['hub_name'])}"
+    return books["path"]
+
+
+def corpus_sources():
+    return [name for name in ("wikipedia", "bookcorpus") if CORPUS[name]["source"] != "none"]
+
+
+def source_input(wildcards):
+    return wikipedia_dump() if wildcards.source == "wikipedia" else book_folder()
+
+
+def extracted_documents():
+    return expand(f"{DATA}/extracted/{{source}}.jsonl", source=corpus_sources())
+
+
+# --- tokenizer and packed data ---------------------------------------------
+
+
+def tokenizer_input(wildcards):
+    tok = config["tokenizer"]
+    if tok["source"] == "train":
+        return expand(f"{DATA}/docs/{{shard}}.jsonl", shard=TRAIN_SHARDS)
+    if tok["source"] == "hub":
+        return f"resources/tokenizers/{slug(tok['hub_name'])}"
+    return tok["path"]
+
+
+def packed_shards(shards):
+    return expand(f"{DATA}/{{shard}}.npy", shard=shards)
+
+
+def all_targets():
+    return [f"{DATA}/meta.json"]

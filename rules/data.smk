@@ -1,0 +1,128 @@
+# The corpus stage: extraction, cleaning and sharding (gather then scatter),
+# tokenizer, tokenization and packing per shard, and meta.json (gather).
+
+
+rule extract_wikipedia:
+    input:
+        wikipedia_dump(),
+    output:
+        f"{DATA}/extracted/wikipedia.jsonl",
+    log:
+        "logs/data/extract_wikipedia.log",
+    threads: resources_of("extract")["threads"]
+    resources:
+        runtime=resources_of("extract")["runtime"],
+        mem_mb=resources_of("extract")["mem_mb"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/extract_wikipedia.py"
+
+
+rule read_books:
+    input:
+        book_folder(),
+    output:
+        f"{DATA}/extracted/bookcorpus.jsonl",
+    log:
+        "logs/data/read_books.log",
+    threads: 1
+    resources:
+        runtime=resources_of("extract")["runtime"],
+        mem_mb=resources_of("extract")["mem_mb"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/read_books.py"
+
+
+rule shard_documents:
+    input:
+        extracted_documents(),
+    output:
+        train=expand(f"{DATA}/docs/{{shard}}.jsonl", shard=TRAIN_SHARDS),
+        validation=expand(f"{DATA}/docs/{{shard}}.jsonl", shard=VALIDATION_SHARDS),
+        stats=f"{DATA}/docs/stats.json",
+    params:
+        min_doc_words=CORPUS["min_doc_words"],
+        validation_fraction=CORPUS["validation_fraction"],
+        seed=config["seed"],
+    log:
+        "logs/data/shard_documents.log",
+    threads: resources_of("data")["threads"]
+    resources:
+        runtime=resources_of("data")["runtime"],
+        mem_mb=resources_of("data")["mem_mb"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/shard_documents.py"
+
+
+rule tokenizer:
+    input:
+        tokenizer_input,
+    output:
+        directory(f"{DATA}/tokenizer"),
+    params:
+        tokenizer=config["tokenizer"],
+    log:
+        "logs/data/tokenizer.log",
+    threads: 1
+    resources:
+        runtime=resources_of("data")["runtime"],
+        mem_mb=resources_of("data")["mem_mb"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/tokenizer.py"
+
+
+rule pack_shard:
+    input:
+        docs=f"{DATA}/docs/{{shard}}.jsonl",
+        tokenizer=f"{DATA}/tokenizer",
+    output:
+        f"{DATA}/{{shard}}.npy",
+    params:
+        packing=config["packing"],
+        seed=config["seed"],
+    log:
+        "logs/data/pack_{shard}.log",
+    threads: resources_of("data")["threads"]
+    resources:
+        runtime=resources_of("data")["runtime"],
+        mem_mb=resources_of("data")["mem_mb"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/pack_shard.py"
+
+
+rule data_meta:
+    input:
+        train=packed_shards(TRAIN_SHARDS),
+        validation=packed_shards(VALIDATION_SHARDS),
+        tokenizer=f"{DATA}/tokenizer",
+        stats=f"{DATA}/docs/stats.json",
+    output:
+        f"{DATA}/meta.json",
+    params:
+        packing=config["packing"],
+        seed=config["seed"],
+        language=LANGUAGE,
+    log:
+        "logs/data/meta.log",
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/data_meta.py"
+
+
+rule data:
+    input:
+        f"{DATA}/meta.json",

@@ -1,0 +1,138 @@
+"""Shared fixtures: small hand-written sources and a Snakemake runner that
+works in a temporary directory, so tests never touch results/ or the network."""
+
+from __future__ import annotations
+
+import bz2
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_ARTICLE = """{{{{Infobox settlement
+| name = {title}
+| population = {population}
+}}}}
+'''{title}''' is a town in the [[Valley of Ash|ash valley]] near the river [[Morrow]].<ref>{{{{cite book|title=Old towns|year=1901}}}}</ref> The town has {population} inhabitants and a market that opens every {day}.<ref name="census" />
+
+== History ==
+The first settlers of {title} came from the [[Northern Hills|hills in the north]] and built a mill by the water. They traded wool, salt and dried fish with the people of [[Morrow]]. Over the years the mill grew into a busy market town with a stone bridge.
+
+{{| class="wikitable"
+! Year !! Population
+|-
+| 1900 || 120
+|}}
+
+Today the people of {title} still hold a fair in the autumn, when farmers from the valley sell apples and cheese.
+
+[[Category:Towns in the valley]]"""
+
+
+def _page(title: str, ns: int, page_id: int, text: str, redirect: str | None = None) -> str:
+    redirect_tag = f'    <redirect title="{redirect}" />\n' if redirect else ""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return (
+        f"  <page>\n    <title>{title}</title>\n    <ns>{ns}</ns>\n    <id>{page_id}</id>\n{redirect_tag}"
+        f"    <revision>\n      <id>{page_id + 1000}</id>\n      <timestamp>2023-11-01T00:00:00Z</timestamp>\n"
+        f'      <text bytes="{len(text)}" xml:space="preserve">{escaped}</text>\n    </revision>\n  </page>\n'
+    )
+
+
+def write_wiki_dump(path: Path, n_articles: int = 6) -> Path:
+    """A small pages-articles dump with templates, links, refs, a table, a
+    redirect and a template page, as a bz2 MediaWiki export."""
+    pages = [_page("Template:Infobox settlement", 10, 1, "<includeonly>{{{name}}}</includeonly>")]
+    pages.append(_page("Ashford Town", 0, 2, "#REDIRECT [[Ashford]]", redirect="Ashford"))
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
+    for i in range(n_articles):
+        title = ["Ashford", "Brindle", "Coldwater", "Dunmore", "Elmstead", "Fernley", "Glenwick", "Hollowby"][i % 8]
+        if i >= 8:
+            title += f" {i}"
+        pages.append(_page(title, 0, 10 + i, _ARTICLE.format(title=title, population=100 * (i + 3), day=days[i % 6])))
+    xml = (
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">\n'
+        "  <siteinfo>\n    <sitename>Wikipedia</sitename>\n    <dbname>enwiki</dbname>\n"
+        "    <base>https://en.wikipedia.org/wiki/Main_Page</base>\n    <generator>MediaWiki 1.41</generator>\n"
+        '    <case>first-letter</case>\n    <namespaces>\n      <namespace key="0" case="first-letter" />\n'
+        '      <namespace key="10" case="first-letter">Template</namespace>\n'
+        '      <namespace key="14" case="first-letter">Category</namespace>\n    </namespaces>\n  </siteinfo>\n'
+        + "".join(pages) + "</mediawiki>\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bz2.compress(xml.encode("utf-8")))
+    return path
+
+
+def write_books(folder: Path, n_books: int = 4) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for b in range(n_books):
+        paragraphs = []
+        for p in range(12):
+            paragraphs.append(
+                f"Chapter {p} of book {b} begins at dawn. The old miller walked to the river and looked at the water. "
+                f"\"Will the rain come today?\" asked his daughter, who carried a basket of {p + b} apples. "
+                f"He did not answer, because the clouds over the hills were already dark and heavy."
+            )
+        (folder / f"book_{b:02d}.txt").write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    return folder
+
+
+def base_config(**overrides) -> dict:
+    """A test config far smaller than the demo (merged with ``overrides``)."""
+    config = {
+        "seed": 1,
+        "corpus": {
+            "wikipedia": {"source": "demo"},
+            "bookcorpus": {"source": "demo"},
+            "demo": {"words": 20000, "seed": 3},
+            "shards": 2,
+            "validation_fraction": 0.05,
+            "min_doc_words": 10,
+        },
+        "tokenizer": {"source": "train", "vocab_size": 600, "min_frequency": 1},
+        "packing": {"duplication": 2},
+        "resources": {"data": {"threads": 1, "runtime": 5, "mem_mb": 500}},
+    }
+    return _merge(config, overrides)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def run_snakemake(workdir: Path, config: dict, *targets: str, extra: tuple[str, ...] = (), check: bool = True,
+                  timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` with ``config`` (written as a YAML file)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "test-config.yaml"
+    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    cmd = [str(SNAKEMAKE), *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(config_path), *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture
+def wiki_dump(tmp_path: Path) -> Path:
+    return write_wiki_dump(tmp_path / "sources" / "enwiki-test-pages-articles.xml.bz2")
+
+
+@pytest.fixture
+def books_dir(tmp_path: Path) -> Path:
+    return write_books(tmp_path / "sources" / "books")

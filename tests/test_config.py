@@ -1,0 +1,56 @@
+"""Config validation: defaults come from the schema, and every error names its key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdbudget.config import ConfigError, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_validate(name):
+    config = validate_config(load(name), SCHEMA)
+    assert config["packing"]["seq_len"] == 128
+    assert config["packing"]["max_predictions"] == 20
+
+
+def test_defaults_are_filled_from_the_schema():
+    config = validate_config({}, SCHEMA)
+    assert config["corpus"]["wikipedia"]["source"] == "demo"
+    assert config["packing"]["mask_prob"] == 0.15
+    assert config["resources"]["data"]["mem_mb"] == 4000
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"corpus\.shardz"):
+        validate_config({"corpus": {"shardz": 3}}, SCHEMA)
+
+
+def test_bad_value_is_named():
+    with pytest.raises(ConfigError, match=r"packing\.masking"):
+        validate_config({"packing": {"masking": "sometimes"}}, SCHEMA)
+    with pytest.raises(ConfigError, match=r"corpus\.shards"):
+        validate_config({"corpus": {"shards": 0}}, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"corpus": {"wikipedia": {"source": "none"}, "bookcorpus": {"source": "none"}}}, "corpus.wikipedia.source"),
+        ({"corpus": {"wikipedia": {"source": "file"}}}, "corpus.wikipedia.path"),
+        ({"corpus": {"bookcorpus": {"source": "dir"}}}, "corpus.bookcorpus.path"),
+        ({"tokenizer": {"source": "hub"}}, "tokenizer.hub_name"),
+        ({"packing": {"masking": "dynamic", "duplication": 3}}, "packing.duplication"),
+    ],
+)
+def test_inconsistent_values_are_named(config, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config, SCHEMA)

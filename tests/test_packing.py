@@ -1,0 +1,154 @@
+"""Packing and masking invariants, and static vs dynamic masking through the stored format."""
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdbudget.data.build import PackingConfig, pack_shard, write_meta
+from kdbudget.data.masking import MaskingSpec, mask_batch
+from kdbudget.data.packing import pack_document
+from kdbudget.data.storage import IGNORE_INDEX, PackedSplit
+from kdbudget.data.tokenizer import save_tokenizer, train_wordpiece
+
+CLS, SEP, PAD, MASK = 2, 3, 0, 4
+
+
+def test_sentences_fill_up_to_the_limit_and_overflow_is_truncated():
+    # Distinct ids so we can tell which tokens survived truncation.
+    sentences = [list(range(100 + 50 * i, 150 + 50 * i)) for i in range(5)]
+    packed = pack_document(sentences, seq_len=128, short_seq_prob=0.0, cls_id=CLS, sep_id=SEP, rng=random.Random(0))
+    flat = [t for s in sentences for t in s]
+    # 50+50+50 >= 126 closes the first sequence (trimmed to 126); 50+50 ends the document.
+    assert [len(p) for p in packed] == [128, 102]
+    first = packed[0][1:-1]
+    start = flat.index(first[0])
+    assert first == flat[start:start + 126] and start <= 24
+    assert packed[1][1:-1] == flat[150:250]
+    assert all(p[0] == CLS and p[-1] == SEP for p in packed)
+
+
+def test_short_sequences_appear_with_short_seq_prob():
+    rng = random.Random(1)
+    sentences = [[7] * 10 for _ in range(40)]
+    lengths = [len(p) for _ in range(200)
+               for p in pack_document(sentences, seq_len=128, short_seq_prob=1.0, cls_id=CLS, sep_id=SEP, rng=rng)]
+    assert max(lengths) <= 128 and min(lengths) >= 4
+    assert np.mean(lengths) < 110  # targets are drawn uniformly in [2, 126]
+    never = [len(p) for p in pack_document(sentences, seq_len=128, short_seq_prob=0.0, cls_id=CLS, sep_id=SEP,
+                                          rng=random.Random(2))]
+    assert never[:-1] == [128] * (len(never) - 1)
+
+
+def _batch(n, lengths, vocab=500, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = np.full((n, 128), PAD, dtype=np.int64)
+    for row, length in enumerate(lengths):
+        ids[row, 0], ids[row, length - 1] = CLS, SEP
+        ids[row, 1:length - 1] = rng.integers(10, vocab, size=length - 2)
+    return ids, np.asarray(lengths)
+
+
+SPEC = MaskingSpec(mask_prob=0.15, max_predictions=20, mask_id=MASK, vocab_size=500, special_ids=(0, 1, 2, 3, 4))
+
+
+def test_masking_rate_cap_and_positions():
+    lengths = [128] * 500 + [60] * 500 + [5] * 100
+    ids, lens = _batch(len(lengths), lengths)
+    out = mask_batch(ids, lens, SPEC, np.random.default_rng(3))
+    expected = [19] * 500 + [9] * 500 + [1] * 100  # round(0.15 * length), at least 1
+    assert out.counts.tolist() == expected
+    capped = mask_batch(ids, lens, MaskingSpec(0.5, 20, MASK, 500, (0, 1, 2, 3, 4)), np.random.default_rng(3))
+    assert capped.counts.max() == 20 and capped.counts[:500].tolist() == [20] * 500
+    for row in range(len(lengths)):
+        pos = out.positions[row, : out.counts[row]]
+        assert len(set(pos.tolist())) == len(pos)
+        assert (pos >= 1).all() and (pos <= lens[row] - 2).all()  # never [CLS], [SEP] or padding
+        assert (out.labels[row, : out.counts[row]] == ids[row, pos]).all()
+        assert (out.positions[row, out.counts[row]:] == 0).all()
+    untouched = np.ones_like(ids, dtype=bool)
+    for row in range(len(lengths)):
+        untouched[row, out.positions[row, : out.counts[row]]] = False
+    assert (out.input_ids[untouched] == ids[untouched]).all()
+
+
+def test_80_10_10_split_within_tolerance():
+    ids, lens = _batch(4000, [128] * 4000, seed=5)
+    out = mask_batch(ids, lens, SPEC, np.random.default_rng(7))
+    used = np.arange(20)[None, :] < out.counts[:, None]
+    rows = np.broadcast_to(np.arange(4000)[:, None], out.positions.shape)
+    new = out.input_ids[rows[used], out.positions[used]]
+    orig = out.labels[used]
+    n = used.sum()
+    mask_frac = (new == MASK).mean()
+    kept_frac = (new == orig).mean()
+    random_frac = ((new != MASK) & (new != orig)).mean()
+    assert abs(mask_frac - 0.8) < 0.01 and abs(kept_frac - 0.1) < 0.01 and abs(random_frac - 0.1) < 0.01, n
+    assert not np.isin(new[(new != MASK) & (new != orig)], SPEC.special_ids).any()
+
+
+@pytest.fixture
+def packed_dirs(tmp_path: Path):
+    texts = [" ".join(f"word{(d * 7 + s * 3 + w) % 97} tok{w % 13}" for w in range(12)).capitalize() + "."
+             for d in range(30) for s in range(12)]
+    tokenizer = train_wordpiece(texts, vocab_size=300, lowercase=True, min_frequency=1)
+    save_tokenizer(tokenizer, tmp_path / "tokenizer")
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"source": "bookcorpus", "id": f"d{d}", "title": "",
+                                        "text": " ".join(texts[d * 12:(d + 1) * 12])}) + "\n" for d in range(30)))
+    out = {}
+    for mode, dup in (("static", 3), ("dynamic", 1)):
+        cfg = PackingConfig(masking=mode, duplication=dup)
+        data = tmp_path / mode
+        data.mkdir()
+        pack_shard(docs, tmp_path / "tokenizer", data / "train-000.npy", cfg, seed=9, shard_key=(0, 0))
+        pack_shard(docs, tmp_path / "tokenizer", data / "validation-000.npy", cfg, seed=9, shard_key=(1, 0))
+        write_meta(data / "meta.json", train_shards=[data / "train-000.npy"],
+                   validation_shards=[data / "validation-000.npy"], tokenizer_dir=tmp_path / "tokenizer",
+                   config=cfg, seed=9, documents={}, language="en")
+        out[mode] = data
+    return out
+
+
+def test_static_masks_are_stored_per_copy(packed_dirs):
+    split = PackedSplit.open(packed_dirs["static"], "train")
+    assert split.copies == 3 and len(split) > 10
+    idx = np.arange(len(split))
+    a, b, again = split.batch(idx, epoch=0), split.batch(idx, epoch=1), split.batch(idx, epoch=3)
+    assert np.array_equal(a["input_ids"], again["input_ids"]) and np.array_equal(a["labels"], again["labels"])
+    assert not np.array_equal(a["labels"] != IGNORE_INDEX, b["labels"] != IGNORE_INDEX)
+    # Unmasking the stored labels recovers the same original sequence in every copy.
+    unmasked = [np.where(x["labels"] != IGNORE_INDEX, x["labels"], x["input_ids"]) for x in (a, b)]
+    assert np.array_equal(unmasked[0], unmasked[1])
+    assert ((a["labels"] != IGNORE_INDEX).sum(1) <= 20).all()
+    assert np.array_equal(a["attention_mask"].sum(1), split.records(idx)["length"])
+
+
+def test_dynamic_masks_are_drawn_at_load_time(packed_dirs):
+    static = PackedSplit.open(packed_dirs["static"], "train")
+    split = PackedSplit.open(packed_dirs["dynamic"], "train")
+    assert split.meta["masking"]["mode"] == "dynamic" and split.copies == 1
+    idx = np.arange(len(split))
+    first = split.batch(idx, rng=np.random.default_rng(1))
+    same = split.batch(idx, rng=np.random.default_rng(1))
+    other = split.batch(idx, rng=np.random.default_rng(2))
+    assert np.array_equal(first["input_ids"], same["input_ids"])
+    assert not np.array_equal(first["labels"] != IGNORE_INDEX, other["labels"] != IGNORE_INDEX)
+    # Same packing as the static data: only the masks differ.
+    unmasked_static = static.batch(idx)
+    original = np.where(unmasked_static["labels"] != IGNORE_INDEX, unmasked_static["labels"],
+                        unmasked_static["input_ids"])
+    assert np.array_equal(split.records(idx)["input_ids"], original)
+    with pytest.raises(ValueError, match="rng"):
+        split.batch(idx)
+
+
+def test_meta_describes_the_shards(packed_dirs):
+    meta = json.loads((packed_dirs["static"] / "meta.json").read_text())
+    records = np.load(packed_dirs["static"] / "train-000.npy")
+    assert records.dtype["input_ids"].base == np.uint16
+    assert meta["seq_len"] == 128 and meta["sequences"] == records.shape[1]
+    assert meta["tokens"] == int(records["length"][0].sum())
+    assert meta["masking"]["duplication"] == 3 and len(meta["tokenizer"]["vocab_sha256"]) == 64

@@ -1,0 +1,11 @@
+"""Describe all packed shards in meta.json."""
+from kdbudget.data.build import PackingConfig, write_meta
+from kdbudget.io import read_json
+from kdbudget.log import setup_logging
+
+setup_logging(snakemake.log[0])
+write_meta(
+    snakemake.output[0], train_shards=snakemake.input.train, validation_shards=snakemake.input.validation,
+    tokenizer_dir=snakemake.input.tokenizer, config=PackingConfig.from_dict(snakemake.params.packing),
+    seed=snakemake.params.seed, documents=read_json(snakemake.input.stats), language=snakemake.params.language,
+)

@@ -1,0 +1,6 @@
+"""Save a hub model's tokenizer locally (needs the internet)."""
+from kdbudget.data.download import fetch_hub_tokenizer
+from kdbudget.log import setup_logging
+
+setup_logging(snakemake.log[0])
+fetch_hub_tokenizer(snakemake.params.hub_name, snakemake.output[0])
