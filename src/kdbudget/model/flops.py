@@ -1,0 +1,122 @@
+"""Analytic FLOP counts of a pretraining step, from the model configs.
+
+The budget and the throughput report compare strategies by these numbers, so
+they count what the models actually compute, matrix products only (a
+multiply-add is 2 FLOPs; biases, LayerNorm, softmax, GELU, dropout and the
+embedding lookups are left out: together under 1% at BERT sizes).
+
+Per token of a sequence of length L, for hidden size h, intermediate size i,
+vocabulary V:
+
+    encoder layer, forward   8 h^2        Q, K, V and output projections
+                           + 4 h i        the two feed-forward matrices
+                           + 4 L h        Q K^T and (probs) V over L keys
+    MLM head, forward        2 h^2 + 2 h V, at masked positions only, i.e.
+                             times m / L for m masked tokens per sequence
+
+A training step costs 3x the forward pass for the student (the backward pass
+computes a gradient for each matrix operand: 2x), 1x for the teacher (no
+backward), plus the strategy's own matrix products (projections and relation
+matrices; `Strategy.extra_flops_per_token`). What each forward pass computes
+comes from the strategy's declared `Request`s, so a new strategy needs no
+change here: the MLM head runs only if logits are requested, and a pass that
+needs only a layer's attention internals stops there (`Request.depth`), that
+last layer costing 2 h^2 per Q/K/V projection computed, + 2 L h for the
+scores. (Everything the student computes then reaches its loss, so the 3x
+holds exactly; `tests/test_flops.py` checks this against PyTorch's counter.)
+
+Compared with the reference numbers in notes/reference-code.md (6 x
+non-embedding parameters + attention + sparse MLM head): this formula gives
+284.4 MFLOP/token for training a 6L/768 student with m = 20, L = 128
+(reference: ~284) and 182.1 MFLOP/token for a BERT-base teacher forward with
+its sparse head (reference: ~182). Ours drops the bias terms of "6 x params"
+(~0.03%).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from transformers import BertConfig
+
+from .outputs import Request
+
+if TYPE_CHECKING:
+    from ..strategies.base import Strategy
+
+TRAIN_MULTIPLIER = 3  # forward + backward (2x forward)
+
+
+def layer_forward_flops_per_token(config: BertConfig, seq_len: int) -> int:
+    """Forward FLOPs of one encoder layer per token: 8h^2 + 4hi + 4Lh."""
+    h, i = config.hidden_size, config.intermediate_size
+    return 8 * h * h + 4 * h * i + 4 * seq_len * h
+
+
+def mlm_head_forward_flops_per_masked_token(config: BertConfig) -> int:
+    """Forward FLOPs of the MLM head at one masked position: 2h^2 + 2hV."""
+    h = config.hidden_size
+    return 2 * h * h + 2 * h * config.vocab_size
+
+
+def forward_flops_per_token(
+    config: BertConfig, seq_len: int, masked_per_seq: float, with_head: bool = True
+) -> float:
+    """Forward FLOPs per token of the encoder plus (optionally) the sparse MLM head."""
+    encoder = config.num_hidden_layers * layer_forward_flops_per_token(config, seq_len)
+    head = mlm_head_forward_flops_per_masked_token(config) * masked_per_seq / seq_len if with_head else 0.0
+    return encoder + head
+
+
+def request_forward_flops_per_token(
+    config: BertConfig, seq_len: int, masked_per_seq: float, request: Request
+) -> float:
+    """Forward FLOPs per token of a pass under `request` (early stop, head only if logits)."""
+    h = config.hidden_size
+    full_layers, partial = request.depth(config.num_hidden_layers)
+    flops = full_layers * layer_forward_flops_per_token(config, seq_len)
+    if partial:
+        explicit = request.needs_explicit_attention
+        projections = sum((explicit or request.queries, explicit or request.keys, request.values))
+        flops += projections * 2 * h * h + (2 * seq_len * h if explicit else 0)
+    if request.logits:
+        flops += mlm_head_forward_flops_per_masked_token(config) * masked_per_seq / seq_len
+    return flops
+
+
+def train_flops_per_token(config: BertConfig, seq_len: int, masked_per_seq: float, with_head: bool = True) -> float:
+    """Training (forward + backward) FLOPs per token of a model on its own."""
+    return TRAIN_MULTIPLIER * forward_flops_per_token(config, seq_len, masked_per_seq, with_head)
+
+
+def train_step_flops(
+    student_config: BertConfig,
+    teacher_config: BertConfig | None,
+    strategy: str | Strategy,
+    batch_size: int,
+    seq_len: int,
+    masked_per_seq: float,
+    **strategy_options: object,
+) -> float:
+    """FLOPs of one training step of `batch_size` sequences under a strategy.
+
+    = B L [ 3 F_S(student_needs) + F_T(teacher_needs), if a teacher is used,
+            + the strategy's extra matrix products ]
+    with F(request) = `request_forward_flops_per_token`.
+    `strategy` is a registered name (built with `strategy_options`) or a built
+    strategy. `masked_per_seq` may be fractional (an average).
+    """
+    if isinstance(strategy, str):
+        from ..strategies import build_strategy
+
+        strategy = build_strategy(strategy, student_config, teacher_config, **strategy_options)
+    elif strategy_options:
+        raise TypeError("strategy options are only accepted with a strategy name")
+    student = request_forward_flops_per_token(student_config, seq_len, masked_per_seq, strategy.student_needs)
+    per_token = TRAIN_MULTIPLIER * student
+    if strategy.teacher_needs is not None:
+        if teacher_config is None:
+            raise ValueError(f"strategy {strategy.name!r} needs a teacher config")
+        per_token += request_forward_flops_per_token(teacher_config, seq_len, masked_per_seq, strategy.teacher_needs)
+    per_token += strategy.extra_flops_per_token(seq_len)
+    return batch_size * seq_len * per_token
