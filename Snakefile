@@ -16,6 +16,7 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/sources.smk"
 include: "rules/data.smk"
+include: "rules/pretrain.smk"
 
 
 rule all:

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 from kdbudget.config import ConfigError, validate_config
 from kdbudget.data.tokenizer import TokenizerError, check_tokenizer_dir
+from kdbudget.plan import check_teachers, plan_models, student_spec, teacher_spec
 
 try:
     _validated = validate_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
@@ -21,6 +22,13 @@ if config["tokenizer"]["source"] == "dir":
     except TokenizerError as err:
         raise WorkflowError(f"config key 'tokenizer.path': {err}") from None
 
+try:
+    check_teachers(config)
+    MODELS = plan_models(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+TEACHERS = config["teachers"]
+
 CORPUS = config["corpus"]
 LANGUAGE = CORPUS["language"]
 DATA = "results/data"
@@ -35,6 +43,8 @@ wildcard_constraints:
     name=r"[^/]+",
     language=r"[a-z][a-z-]*",
     date=r"latest|\d{8}",
+    model="|".join(MODELS) or "no-models",
+    teacher="|".join(TEACHERS) or "no-teachers",
 
 
 def slug(name):
@@ -99,5 +109,71 @@ def packed_shards(shards):
     return expand(f"{DATA}/{{shard}}.npy", shard=shards)
 
 
+# --- pretraining -------------------------------------------------------------
+
+PRETRAIN_OUTPUTS = ["model.safetensors", "config.json", "summary.json", "metrics.jsonl"]
+
+
+def teacher_dir(name):
+    teacher = TEACHERS[name]
+    if teacher["source"] == "hub":
+        return f"resources/teachers/{slug(teacher['name'])}"
+    if teacher["source"] == "dir":
+        return teacher["path"]
+    return f"results/teachers/{name}"
+
+
+def teacher_input(name):
+    """A file that exists once the teacher is ready (the DAG edge to its job)."""
+    if TEACHERS[name]["source"] == "pretrain":
+        return f"results/teachers/{name}/model.safetensors"
+    return teacher_dir(name)
+
+
+def pretrain_inputs(wildcards):
+    model = MODELS[wildcards.model]
+    inputs = {"data": f"{DATA}/meta.json"}
+    if model.teacher:
+        inputs["teacher"] = teacher_input(model.teacher)
+    reference = model.reference_name(MODELS)
+    if reference:
+        inputs["reference"] = f"results/pretrain/{reference}/summary.json"
+    return inputs
+
+
+def pretrain_spec(wildcards, input):
+    model = MODELS[wildcards.model]
+    return student_spec(
+        config,
+        model,
+        data_dir=DATA,
+        out_dir=f"results/pretrain/{model.name}",
+        checkpoint_dir=f"results/checkpoints/{model.name}",
+        teacher_dir=teacher_dir(model.teacher) if model.teacher else None,
+        reference_summary=input.get("reference"),
+    )
+
+
+def pretrain_teacher_spec(wildcards):
+    return teacher_spec(
+        config,
+        wildcards.teacher,
+        data_dir=DATA,
+        out_dir=f"results/teachers/{wildcards.teacher}",
+        checkpoint_dir=f"results/checkpoints/teacher-{wildcards.teacher}",
+    )
+
+
+def pretrain_resources(attribute):
+    settings = config["resources"]["pretrain"]
+    if attribute == "runtime":
+        return lambda wildcards: MODELS[wildcards.model].runtime if "model" in wildcards.keys() else settings["runtime"]
+    return settings[attribute]
+
+
+def pretrained_summaries():
+    return expand("results/pretrain/{model}/summary.json", model=list(MODELS))
+
+
 def all_targets():
-    return [f"{DATA}/meta.json"]
+    return [f"{DATA}/meta.json", *pretrained_summaries()]

@@ -136,3 +136,51 @@ def wiki_dump(tmp_path: Path) -> Path:
 @pytest.fixture
 def books_dir(tmp_path: Path) -> Path:
     return write_books(tmp_path / "sources" / "books")
+
+
+def make_packed_data(directory: Path, *, docs: int = 40, vocab_size: int = 200, seed: int = 0) -> Path:
+    """A small packed corpus (static masking) made with the real data-stage functions."""
+    import json
+
+    from kdbudget.data.build import PackingConfig, pack_shard, write_meta
+    from kdbudget.data.tokenizer import save_tokenizer, train_wordpiece
+
+    words = ["river", "mill", "town", "apple", "cheese", "wool", "salt", "market", "bridge", "farmer", "hill",
+             "water", "stone", "autumn", "fair", "north", "valley", "the", "a", "of", "by", "near", "sold", "built"]
+    texts = []
+    for d in range(docs):
+        sentences = [" ".join(words[(d * 5 + s * 3 + w * 7) % len(words)] for w in range(6 + (s + d) % 9)).capitalize()
+                     + "." for s in range(14)]
+        texts.append(" ".join(sentences))
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer_dir = directory / "tokenizer"
+    save_tokenizer(train_wordpiece(texts, vocab_size=vocab_size, lowercase=True, min_frequency=1), tokenizer_dir)
+    doc_file = directory / "docs.jsonl"
+    doc_file.write_text("".join(json.dumps({"source": "bookcorpus", "id": f"d{i}", "title": "", "text": t}) + "\n"
+                                for i, t in enumerate(texts)))
+    config = PackingConfig(duplication=2)
+    for name, key in (("train-000", (0, 0)), ("validation-000", (1, 0))):
+        pack_shard(doc_file, tokenizer_dir, directory / f"{name}.npy", config, seed=seed, shard_key=key)
+    write_meta(directory / "meta.json", train_shards=[directory / "train-000.npy"],
+               validation_shards=[directory / "validation-000.npy"], tokenizer_dir=tokenizer_dir, config=config,
+               seed=seed, documents={}, language="en")
+    return directory
+
+
+def tiny_spec(tmp_path: Path, data_dir: Path, name: str = "nokd2", strategy: str = "nokd", **overrides) -> dict:
+    """A run spec of a tiny student (2 layers, width 32) on ``data_dir``."""
+    spec = {
+        "name": name, "strategy": strategy,
+        "student": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64},
+        "optim": {"lr": 1e-3, "batch_size": 8, "micro_batch_size": 4},
+        "budget": {"mode": "tokens", "limit": 8 * 128 * 12},
+        "data_dir": str(data_dir), "out_dir": str(tmp_path / "out" / name),
+        "checkpoint_dir": str(tmp_path / "checkpoints" / name),
+        "threads": 1, "log_every_steps": 1, "eval_sequences": 16, "seed": 5,
+    }
+    return _merge(spec, overrides)
+
+
+@pytest.fixture(scope="session")
+def packed_data(tmp_path_factory) -> Path:
+    return make_packed_data(tmp_path_factory.mktemp("packed"))

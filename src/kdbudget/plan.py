@@ -1,0 +1,130 @@
+"""From the validated config to the set of models the pipeline trains.
+
+Pure configuration logic (no torch), shared by the workflow (which names
+jobs and wires inputs with it) and reporting (which groups results as
+Table 2 does). A group trains one model per strategy, named
+``{strategy}{layers}{suffix}`` (``minilm6``, ``nokd12``, ``tinybert6_limited``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kdbudget.config import ConfigError
+
+REFERENCE_STRATEGY = "nokd"
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    name: str
+    group: str
+    strategy: str
+    shape: dict[str, Any]
+    teacher: str | None
+    budget: dict[str, Any]
+    warmup: float
+    lr: float
+    runtime: int
+
+    @property
+    def is_reference(self) -> bool:
+        return self.budget["mode"] == "reference" and self.strategy == REFERENCE_STRATEGY
+
+    def reference_name(self, models: dict[str, "PlannedModel"]) -> str | None:
+        """The No-KD run whose spent budget this run receives (None for explicit budgets)."""
+        if self.budget["mode"] != "reference" or self.is_reference:
+            return None
+        return next(m.name for m in models.values() if m.group == self.group and m.is_reference)
+
+
+def model_name(strategy: str, layers: int, suffix: str) -> str:
+    return f"{strategy}{layers}{suffix}"
+
+
+def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
+    """Every student the config defines, by name, in group order."""
+    models: dict[str, PlannedModel] = {}
+    pretrain, teachers = config["pretrain"], config["teachers"]
+    for group_name, group in config["groups"].items():
+        budget = group["budget"]
+        where = f"groups.{group_name}"
+        if budget["mode"] == "reference" and REFERENCE_STRATEGY not in group["strategies"]:
+            raise ConfigError(f"config key '{where}.strategies': a 'reference' budget needs the {REFERENCE_STRATEGY} run")
+        if budget["mode"] != "reference" and not budget["limit"]:
+            raise ConfigError(f"config key '{where}.budget.limit' is required for budget mode '{budget['mode']}'")
+        distils = [s for s in group["strategies"] if s != REFERENCE_STRATEGY]
+        if distils and not group["teacher"]:
+            raise ConfigError(f"config key '{where}.teacher' is required for strategies {distils}")
+        if group["teacher"] and group["teacher"] not in teachers:
+            raise ConfigError(f"config key '{where}.teacher': no teacher named {group['teacher']!r} under 'teachers'")
+        for strategy in group["strategies"]:
+            name = model_name(strategy, group["student"]["layers"], group["suffix"])
+            if name in models:
+                raise ConfigError(f"config key '{where}': model name {name!r} is also defined by group {models[name].group!r}"
+                                  " (give one group a 'suffix')")
+            models[name] = PlannedModel(
+                name=name, group=group_name, strategy=strategy, shape=group["student"],
+                teacher=group["teacher"] if strategy != REFERENCE_STRATEGY else None, budget=budget,
+                warmup=group["warmup"] if group["warmup"] is not None else pretrain["warmup"],
+                lr=pretrain["lr"][strategy], runtime=group["runtime"] or config["resources"]["pretrain"]["runtime"],
+            )
+    return models
+
+
+def check_teachers(config: dict[str, Any]) -> None:
+    for name, teacher in config["teachers"].items():
+        where = f"teachers.{name}"
+        needed = {"hub": "name", "dir": "path", "pretrain": "shape"}[teacher["source"]]
+        if not teacher.get(needed):
+            raise ConfigError(f"config key '{where}.{needed}' is required for teacher source '{teacher['source']}'")
+        if teacher["source"] == "pretrain":
+            budget = teacher.get("budget")
+            if not budget or budget["mode"] == "reference" or not budget.get("limit"):
+                raise ConfigError(f"config key '{where}.budget' needs mode seconds, flops or tokens with a limit")
+
+
+def strategy_options(config: dict[str, Any], strategy: str) -> dict[str, Any]:
+    pretrain = config["pretrain"]
+    return {"fidelity": pretrain["fidelity"], **pretrain["strategy_options"].get(strategy, {})}
+
+
+def optim_spec(config: dict[str, Any], lr: float, warmup: float) -> dict[str, Any]:
+    p = config["pretrain"]
+    return {"lr": lr, "warmup": warmup, "batch_size": p["batch_size"], "micro_batch_size": p["micro_batch_size"],
+            "betas": list(p["betas"]), "eps": p["eps"], "weight_decay": p["weight_decay"]}
+
+
+def common_spec(config: dict[str, Any]) -> dict[str, Any]:
+    p = config["pretrain"]
+    return {"seed": config["seed"], "precision": p["precision"], "threads": p["threads"],
+            "checkpoint_every_seconds": 60.0 * p["checkpoint_every_minutes"],
+            "checkpoint_every_steps": p["checkpoint_every_steps"], "log_every_steps": p["log_every_steps"],
+            "eval_sequences": p["eval_sequences"]}
+
+
+def student_spec(config: dict[str, Any], model: PlannedModel, *, data_dir: str, out_dir: str, checkpoint_dir: str,
+                 teacher_dir: str | None, reference_summary: str | None) -> dict[str, Any]:
+    """The run spec (see ``kdbudget.train.spec.RunSpec``) of one student."""
+    budget = dict(model.budget)
+    return {
+        "name": model.name, "strategy": model.strategy, "student": dict(model.shape),
+        "optim": optim_spec(config, model.lr, model.warmup),
+        "budget": {**budget, "is_reference": model.is_reference, "reference_summary": reference_summary,
+                   "allow_device_mismatch": config["pretrain"]["allow_device_mismatch"]},
+        "data_dir": data_dir, "out_dir": out_dir, "checkpoint_dir": checkpoint_dir, "teacher_dir": teacher_dir,
+        "strategy_options": strategy_options(config, model.strategy), **common_spec(config),
+    }
+
+
+def teacher_spec(config: dict[str, Any], name: str, *, data_dir: str, out_dir: str, checkpoint_dir: str) -> dict[str, Any]:
+    """The run spec of a teacher the pipeline pretrains itself (No-KD, its own budget)."""
+    teacher = config["teachers"][name]
+    return {
+        "name": name, "strategy": REFERENCE_STRATEGY, "student": dict(teacher["shape"]),
+        "optim": optim_spec(config, teacher["lr"], config["pretrain"]["warmup"]),
+        "budget": dict(teacher["budget"]), "data_dir": data_dir, "out_dir": out_dir,
+        "checkpoint_dir": checkpoint_dir, "strategy_options": strategy_options(config, REFERENCE_STRATEGY),
+        **common_spec(config),
+    }

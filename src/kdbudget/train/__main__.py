@@ -1,0 +1,35 @@
+"""Command line: ``python -m kdbudget.train SPEC.json [--log FILE]``.
+
+Runs one pretraining job from a run spec (see ``kdbudget.train.spec``), for
+researchers who drive training without Snakemake and for the tests that kill
+and resume a real training process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from kdbudget.log import setup_logging
+from kdbudget.train.spec import RunSpec
+from kdbudget.train.trainer import Interrupted, pretrain
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kdbudget.train", description=__doc__.splitlines()[0])
+    parser.add_argument("spec", help="a run spec as JSON")
+    parser.add_argument("--log", help="log file (default: stderr)")
+    args = parser.parse_args(argv)
+    setup_logging(args.log)
+    try:
+        pretrain(RunSpec.from_json(args.spec))
+    except Interrupted as stop:
+        return int(stop.code)
+    except Exception:
+        logging.getLogger("kdbudget.train").exception("pretraining failed")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""The pretraining loop shared by every strategy.
+
+Read top to bottom: resolve the budget, build the student, teacher and
+strategy, restore a checkpoint if one exists, then take optimizer steps until
+the budget is spent, checkpointing periodically and on SIGTERM/SIGUSR1, and
+finally write a Hugging Face model directory with ``summary.json`` and
+``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdbudget.data.storage import PackedSplit, load_meta
+from kdbudget.io import atomic_dir, read_json
+from kdbudget.log import progress
+from kdbudget.model import KDBertForMaskedLM, bert_config, load_pretrained, save_pretrained
+from kdbudget.model.flops import train_step_flops
+from kdbudget.strategies import build_strategy, teacher_forward
+from kdbudget.train.budget import Budget, Spent
+from kdbudget.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from kdbudget.train.optim import build_optimizer, set_lr
+from kdbudget.train.runtime import autocast_dtype, device_name, git_commit, pick_device, set_threads, versions
+from kdbudget.train.schedule import lr_multiplier
+from kdbudget.train.spec import RunSpec
+from kdbudget.train.stream import BatchStream, StreamPosition
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class BudgetError(RuntimeError):
+    """The budget cannot be resolved (missing reference, different hardware)."""
+
+
+class VocabularyMismatch(ValueError):
+    """The teacher's vocabulary is not the one the data was tokenized with."""
+
+
+class Interrupted(SystemExit):
+    """Raised after a checkpoint was written in response to a stop signal."""
+
+
+# --- budget ------------------------------------------------------------------
+
+
+def resolve_budget(spec: RunSpec, meta: dict[str, Any], device: str) -> Budget:
+    b = spec.budget
+    if b.mode in ("seconds", "flops", "tokens"):
+        if not b.limit:
+            raise BudgetError(f"{spec.name}: budget mode {b.mode!r} needs a limit")
+        return Budget(b.mode, float(b.limit), {"mode": b.mode})
+    if b.mode != "reference":
+        raise BudgetError(f"{spec.name}: unknown budget mode {b.mode!r}")
+    if b.is_reference:
+        tokens = b.epochs * meta["sequences"] * meta["seq_len"]
+        return Budget("tokens", tokens, {"mode": "reference", "role": "reference", "epochs": b.epochs, "measure": b.measure})
+    if not b.reference_summary or not Path(b.reference_summary).is_file():
+        raise BudgetError(f"{spec.name}: the reference run's summary is missing: {b.reference_summary}")
+    reference = read_json(b.reference_summary)
+    limit = reference["spent"][b.measure]
+    if b.measure == "seconds" and reference["device"] != device and not b.allow_device_mismatch:
+        raise BudgetError(
+            f"{spec.name}: the wall-clock reference budget in {b.reference_summary} was measured on "
+            f"'{reference['device']}', but this run is on '{device}'; wall-clock budgets are only comparable on the "
+            "same hardware (set pretrain.allow_device_mismatch: true to run anyway, or use a flops budget)"
+        )
+    return Budget(b.measure, float(limit), {"mode": "reference", "role": "follower", "measure": b.measure,
+                                            "reference": reference["name"], "reference_device": reference["device"]})
+
+
+# --- models ------------------------------------------------------------------
+
+
+def check_teacher_vocabulary(teacher_dir: Path, teacher_vocab: int, meta: dict[str, Any], data_dir: Path) -> None:
+    if teacher_vocab != meta["vocab_size"]:
+        raise VocabularyMismatch(
+            f"teacher {teacher_dir} has vocab_size {teacher_vocab} but the packed data in {data_dir} was tokenized "
+            f"with {meta['vocab_size']} tokens: prepare the data with the teacher's tokenizer"
+        )
+    if (teacher_dir / "tokenizer.json").is_file():
+        from kdbudget.data.tokenizer import load_tokenizer, vocab_hash
+
+        if vocab_hash(load_tokenizer(teacher_dir)) != meta["tokenizer"]["vocab_sha256"]:
+            raise VocabularyMismatch(
+                f"the tokenizer in teacher {teacher_dir} differs from the one the data in {data_dir} was tokenized "
+                "with (same size, different tokens): prepare the data with the teacher's tokenizer"
+            )
+
+
+def build_student(spec: RunSpec, meta: dict[str, Any]) -> KDBertForMaskedLM:
+    s = spec.student
+    config = bert_config(s.layers, s.hidden, s.heads, s.intermediate, meta["vocab_size"], s.max_positions,
+                         hidden_dropout_prob=s.dropout, attention_probs_dropout_prob=s.dropout,
+                         pad_token_id=meta["tokenizer"]["special_ids"]["pad"])
+    return KDBertForMaskedLM(config)
+
+
+# --- the run -----------------------------------------------------------------
+
+
+class _StopFlag:
+    """Remembers a stop signal so the loop can checkpoint at a step boundary."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _read_metrics(path: Path, up_to_step: int) -> list[str]:
+    """Metric rows up to a checkpoint's step (rows logged after it are replayed on resume)."""
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= up_to_step]
+
+
+def pretrain(spec: RunSpec) -> dict[str, Any]:
+    """Train ``spec.name`` until its budget is spent; returns the summary."""
+    set_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    device = pick_device(spec.device)
+    hardware = device_name(device)
+    data_dir = Path(spec.data_dir)
+    meta = load_meta(data_dir)
+    budget = resolve_budget(spec, meta, hardware)
+
+    student = build_student(spec, meta).to(device)
+    teacher = None
+    if spec.teacher_dir:
+        teacher_dir = Path(spec.teacher_dir)
+        teacher = load_pretrained(teacher_dir).to(device)
+        check_teacher_vocabulary(teacher_dir, teacher.config.vocab_size, meta, data_dir)
+        teacher.requires_grad_(False)
+    strategy = build_strategy(spec.strategy, student.config, teacher.config if teacher else None,
+                              **spec.strategy_options).to(device)
+    if strategy.teacher_needs is not None and teacher is None:
+        raise ValueError(f"{spec.name}: strategy {spec.strategy!r} needs a teacher (no teacher_dir given)")
+
+    opt = spec.optim
+    optimizer = build_optimizer([student, strategy], lr=opt.lr, betas=opt.betas, eps=opt.eps,
+                                weight_decay=opt.weight_decay)
+    amp_dtype = autocast_dtype(device, spec.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    split = PackedSplit.open(data_dir, "train")
+    stream = BatchStream(split, spec.seed)
+    spent = Spent()
+    checkpoint_dir = Path(spec.checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = checkpoint_dir / METRICS_FILE
+    resumes = 0
+
+    state = load_checkpoint(checkpoint_dir)
+    if state is not None:
+        student.load_state_dict(state["student"])
+        strategy.load_state_dict(state["strategy"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        spent = Spent(**state["progress"]["spent"])
+        stream.position = StreamPosition(**state["progress"]["position"])
+        restore_rng(state["rng"])
+        resumes = state["progress"]["resumes"] + 1
+        rows = _read_metrics(metrics_path, spent.steps)
+        metrics_path.write_text("".join(r + "\n" for r in rows))
+        log.info("resumed %s at step %d with %s spent", spec.name, spent.steps, spent.as_dict())
+    else:
+        metrics_path.write_text("")
+
+    def checkpoint() -> None:
+        save_checkpoint(checkpoint_dir, {
+            "student": student.state_dict(), "strategy": strategy.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "rng": rng_state(),
+            "progress": {"spent": spent.as_dict(), "position": vars(stream.position).copy(), "resumes": resumes},
+        })
+
+    seq_len = meta["seq_len"]
+    accumulation = opt.batch_size // opt.micro_batch_size
+    tokens_per_step = opt.batch_size * seq_len
+    flops_cost = lambda masked_per_seq: train_step_flops(  # noqa: E731
+        student.config, teacher.config if teacher else None, strategy, opt.batch_size, seq_len, masked_per_seq)
+    recent_seconds: deque[float] = deque(maxlen=20)
+    step_cost = {"tokens": float(tokens_per_step), "flops": flops_cost(meta["masking"]["max_predictions"]),
+                 "seconds": 0.0}
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext)
+    student.train()
+    log.info("%s: %s on %s, budget %s, %d-step accumulation, %s", spec.name, spec.strategy, hardware,
+             budget.as_dict(), accumulation, "autocast " + str(amp_dtype) if amp_dtype else "fp32")
+
+    bar = progress(total=100.0, desc=spec.name, unit="%", initial=round(100 * budget.fraction(spent), 2),
+                   bar_format="{l_bar}{bar}| {n:.1f}/100% [{elapsed}<{remaining}{postfix}]")
+    last_log = {"time": time.perf_counter(), "tokens": spent.tokens, "seconds": spent.seconds}
+    last_checkpoint = time.monotonic()
+    with open(metrics_path, "a", encoding="utf-8") as metrics, _StopFlag() as stop:
+        while not budget.should_stop(spent, step_cost[budget.unit]):
+            started = time.perf_counter()
+            fraction = budget.fraction(spent)
+            lr = opt.lr * lr_multiplier(fraction, opt.warmup)
+            set_lr(optimizer, lr)
+            components: dict[str, torch.Tensor] = {}
+            masked = 0
+            for _ in range(accumulation):
+                batch = {k: v.to(device, non_blocking=True) for k, v in stream.next(opt.micro_batch_size).items()}
+                masked += int((batch["labels"] != -100).sum())
+                with autocast():
+                    student_out = student(batch["input_ids"], attention_mask=batch["attention_mask"],
+                                          labels=batch["labels"], request=strategy.student_needs)
+                    teacher_out = teacher_forward(teacher, batch, strategy.teacher_needs,
+                                                  spec.strategy_options.get("fidelity", "paper"))
+                losses = strategy(student_out, teacher_out, batch)
+                scaler.scale(losses["loss"] / accumulation).backward()
+                for key, value in losses.items():
+                    components[key] = components.get(key, 0.0) + value.detach() / accumulation
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda" and budget.unit == "seconds":
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - started
+
+            step_flops = flops_cost(masked / opt.batch_size)
+            spent.steps += 1
+            spent.sequences += opt.batch_size
+            spent.tokens += tokens_per_step
+            spent.flops += step_flops
+            spent.seconds += elapsed
+            recent_seconds.append(elapsed)
+            step_cost["flops"] = step_flops
+            step_cost["seconds"] = float(np.median(recent_seconds))
+            bar.update(100 * budget.fraction(spent) - bar.n)
+
+            if spent.steps % spec.log_every_steps == 0 or budget.should_stop(spent, step_cost[budget.unit]):
+                now = time.perf_counter()
+                window = spent.seconds - last_log["seconds"]
+                row = {"step": spent.steps, "seconds": round(spent.seconds, 4), "tokens": spent.tokens,
+                       "flops": spent.flops, "epochs": round(stream.epochs_done, 6), "lr": lr,
+                       "budget_fraction": round(budget.fraction(spent), 6),
+                       **{k: float(v) for k, v in components.items()},
+                       "tokens_per_second": round((spent.tokens - last_log["tokens"]) / window, 1) if window else None}
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_second'] or 0:.0f}")
+                last_log = {"time": now, "tokens": spent.tokens, "seconds": spent.seconds}
+
+            due = (spec.checkpoint_every_steps and spent.steps % spec.checkpoint_every_steps == 0) or \
+                time.monotonic() - last_checkpoint >= spec.checkpoint_every_seconds
+            if stop.signum is not None or due:
+                metrics.flush()
+                checkpoint()
+                last_checkpoint = time.monotonic()
+            if stop.signum is not None:
+                bar.close()
+                log.warning("%s: stopped by signal %d at step %d; rerun to resume", spec.name, stop.signum, spent.steps)
+                raise Interrupted(128 + stop.signum)
+    bar.close()
+
+    evaluation = evaluate(student, data_dir, device, autocast, spec.eval_sequences, opt.micro_batch_size, spec.seed)
+    summary = {
+        "name": spec.name, "strategy": spec.strategy,
+        "tokens": spent.tokens, "flops": spent.flops, "seconds": spent.seconds,
+        "tokens_per_second": spent.tokens / spent.seconds if spent.seconds else None,
+        "epochs": stream.epochs_done, "steps": spent.steps, "sequences": spent.sequences,
+        "budget": {**budget.as_dict(), "spent": spent.get(budget.unit), "fraction": budget.fraction(spent)},
+        "spent": spent.as_dict(), "device": hardware, "precision": str(amp_dtype or torch.float32),
+        "student": vars(spec.student).copy(), "parameters": sum(p.numel() for p in student.parameters()),
+        "teacher": ({"path": spec.teacher_dir, "layers": teacher.config.num_hidden_layers,
+                     "hidden": teacher.config.hidden_size} if teacher else None),
+        "optim": {**vars(opt), "betas": list(opt.betas)}, "strategy_options": spec.strategy_options,
+        "seed": spec.seed, "resumes": resumes, "validation": evaluation,
+        "data": {"dir": str(data_dir), "sequences": meta["sequences"], "seq_len": seq_len,
+                 "vocab_sha256": meta["tokenizer"]["vocab_sha256"]},
+        "versions": versions(), "git_commit": git_commit(),
+    }
+    write_model_dir(spec, student, data_dir / meta["tokenizer"]["path"], summary, metrics_path)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    log.info("%s done: %d tokens, %.3g FLOPs, %.1f s, %.0f tokens/s, validation %s", spec.name, spent.tokens,
+             spent.flops, spent.seconds, summary["tokens_per_second"] or 0, evaluation)
+    return summary
+
+
+@torch.no_grad()
+def evaluate(model, data_dir: Path, device, autocast, max_sequences: int, batch_size: int, seed: int) -> dict[str, float]:
+    """MLM loss and accuracy on the validation split (not counted in the budget)."""
+    split = PackedSplit.open(data_dir, "validation")
+    n = min(len(split), max_sequences)
+    if n == 0:
+        return {}
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    rng = np.random.default_rng([seed, 999])
+    for start in range(0, n, batch_size):
+        batch = {k: torch.from_numpy(v).to(device)
+                 for k, v in split.batch(np.arange(start, min(n, start + batch_size)), epoch=0, rng=rng).items()}
+        with autocast():
+            out = model(batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        labels = batch["labels"][batch["labels"] != -100]
+        total_loss += float(out.mlm_loss) * len(labels)
+        correct += int((out.logits.argmax(-1) == labels).sum())
+        count += len(labels)
+    model.train()
+    return {"mlm_loss": total_loss / count, "mlm_accuracy": correct / count, "perplexity": math.exp(total_loss / count),
+            "sequences": n}
+
+
+def write_model_dir(spec: RunSpec, student, tokenizer_dir: Path, summary: dict, metrics_path: Path) -> None:
+    """The Hugging Face model directory with tokenizer, summary and metrics, atomically."""
+    with atomic_dir(spec.out_dir) as tmp:
+        save_pretrained(student, tmp)
+        for item in tokenizer_dir.iterdir():
+            if item.is_file():
+                shutil.copy2(item, tmp / item.name)
+        shutil.copy2(metrics_path, tmp / METRICS_FILE)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,160 @@
+"""Budgeted pretraining: schedule, budgets, stopping, teachers, summaries, and
+an exact resume after a real signal kills a real training process."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_spec
+from kdbudget.train.budget import Budget, Spent
+from kdbudget.train.schedule import lr_multiplier
+from kdbudget.train.spec import RunSpec
+from kdbudget.train.trainer import BudgetError, VocabularyMismatch, pretrain
+
+
+def test_schedule_over_the_budget_fraction():
+    assert lr_multiplier(0.0, 0.06) == 0.0
+    assert lr_multiplier(0.03, 0.06) == pytest.approx(0.5)
+    assert lr_multiplier(0.06, 0.06) == pytest.approx(1.0)
+    assert lr_multiplier(0.53, 0.06) == pytest.approx(0.5)  # halfway through the decay
+    assert lr_multiplier(1.0, 0.06) == 0.0
+    assert lr_multiplier(1.5, 0.06) == 0.0
+    assert lr_multiplier(0.5, 0.0) == pytest.approx(0.5)
+
+
+def test_budget_stops_within_half_a_step():
+    budget = Budget("flops", 10.0)
+    assert not budget.should_stop(Spent(flops=7.0), 4.0)  # 11 is closer to 10 than 7
+    assert budget.should_stop(Spent(flops=8.0), 4.0)
+    assert budget.fraction(Spent(flops=5.0)) == 0.5
+    with pytest.raises(ValueError):
+        Budget("hours", 1.0)
+
+
+def _run(tmp_path, data, **overrides):
+    return pretrain(RunSpec.from_dict(tiny_spec(tmp_path, data, **overrides)))
+
+
+def test_tokens_budget_stops_at_the_budget_and_writes_a_loadable_model(tmp_path, packed_data):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    limit = 8 * 128 * 12.4  # 12.4 steps of 8 sequences
+    summary = _run(tmp_path, packed_data, budget={"mode": "tokens", "limit": limit})
+    assert summary["steps"] == 12 and summary["tokens"] == 12 * 8 * 128
+    out = tmp_path / "out" / "nokd2"
+    for field in ("tokens", "flops", "seconds", "tokens_per_second", "epochs", "device", "versions", "git_commit"):
+        assert field in summary
+    assert summary["budget"]["mode"] == "tokens" and summary["budget"]["limit"] == limit
+    assert json.loads((out / "summary.json").read_text())["tokens"] == summary["tokens"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert {"step", "seconds", "tokens", "flops", "lr", "loss", "mlm", "tokens_per_second"} <= set(rows[0])
+    assert rows[-1]["flops"] == pytest.approx(summary["flops"])
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert model.config.vocab_size == len(tokenizer)
+    assert not (tmp_path / "checkpoints" / "nokd2").exists()
+
+
+def test_flops_budget_is_spent_within_half_a_step(tmp_path, packed_data):
+    first = _run(tmp_path, packed_data, budget={"mode": "tokens", "limit": 8 * 128 * 3})
+    per_step = first["flops"] / first["steps"]
+    summary = _run(tmp_path, packed_data, name="again", budget={"mode": "flops", "limit": per_step * 7.3})
+    assert abs(summary["flops"] - per_step * 7.3) <= per_step / 2 * 1.05
+
+
+def test_reference_budget_passes_from_nokd_to_kd(tmp_path, packed_data):
+    from transformers import BertConfig, BertForMaskedLM
+
+    meta = json.loads((packed_data / "meta.json").read_text())
+    reference = _run(tmp_path, packed_data, budget={"mode": "reference", "is_reference": True, "epochs": 1,
+                                                    "measure": "flops"})
+    assert reference["epochs"] == pytest.approx(1.0, abs=8 / meta["sequences"])
+    teacher_dir = _teacher(tmp_path, packed_data, meta["vocab_size"])
+    kd = _run(tmp_path, packed_data, name="minilm2", strategy="minilm", teacher_dir=str(teacher_dir),
+              budget={"mode": "reference", "measure": "flops",
+                      "reference_summary": str(tmp_path / "out" / "nokd2" / "summary.json")})
+    assert kd["budget"]["limit"] == pytest.approx(reference["flops"])
+    assert abs(kd["flops"] - reference["flops"]) / reference["flops"] < 0.05
+    assert kd["tokens"] < reference["tokens"]
+    assert kd["teacher"]["layers"] == 4
+
+
+def _teacher(tmp_path: Path, data: Path, vocab: int, layers: int = 4) -> Path:
+    """A user's teacher directory made with transformers' own save_pretrained."""
+    import shutil
+
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=512)
+    directory = tmp_path / "teacher"
+    BertForMaskedLM(config).save_pretrained(directory)
+    for item in (data / "tokenizer").iterdir():
+        shutil.copy(item, directory / item.name)
+    return directory
+
+
+def test_teacher_dir_and_vocabulary_mismatch(tmp_path, packed_data):
+    meta = json.loads((packed_data / "meta.json").read_text())
+    good = _teacher(tmp_path / "good", packed_data, meta["vocab_size"])
+    summary = _run(tmp_path, packed_data, name="vanillakd2", strategy="vanillakd", teacher_dir=str(good))
+    assert summary["strategy"] == "vanillakd" and "kd_pred" in json.loads(
+        (tmp_path / "out" / "vanillakd2" / "metrics.jsonl").read_text().splitlines()[0])
+    bad = _teacher(tmp_path / "bad", packed_data, meta["vocab_size"] + 7)
+    with pytest.raises(VocabularyMismatch, match=str(bad)):
+        _run(tmp_path, packed_data, name="tinybert2", strategy="tinybert", teacher_dir=str(bad))
+    assert not (tmp_path / "out" / "tinybert2").exists()
+
+
+def test_wallclock_reference_refuses_other_hardware(tmp_path, packed_data):
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps({"name": "nokd2", "device": "NVIDIA A100-SXM4-40GB", "spent": {"seconds": 5.0}}))
+    spec = {"mode": "reference", "measure": "seconds", "reference_summary": str(reference)}
+    with pytest.raises(BudgetError, match="A100"):
+        _run(tmp_path, packed_data, name="minilm2", strategy="nokd", budget=spec)
+
+
+def _start(spec_path: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kdbudget.train", str(spec_path), "--log", str(log)])
+
+
+def test_killed_and_resumed_run_is_bit_identical(tmp_path, packed_data):
+    budget = {"mode": "flops", "limit": 6.0e9}
+    straight = pretrain(RunSpec.from_dict(tiny_spec(tmp_path / "a", packed_data, budget=budget)))
+    assert straight["steps"] > 20
+
+    spec = tiny_spec(tmp_path / "b", packed_data, budget=budget)
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    metrics = Path(spec["checkpoint_dir"]) / "metrics.jsonl"
+    process = _start(spec_path, tmp_path / "first.log")
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 8:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert (Path(spec["checkpoint_dir"]) / "checkpoint.pt").is_file()
+    assert not Path(spec["out_dir"]).exists()
+
+    resumed = _start(spec_path, tmp_path / "second.log")
+    assert resumed.wait(timeout=120) == 0
+    summary = json.loads((Path(spec["out_dir"]) / "summary.json").read_text())
+    assert summary["resumes"] == 1 and summary["steps"] == straight["steps"]
+    assert summary["flops"] == straight["flops"] and summary["tokens"] == straight["tokens"]
+    a = load_file(tmp_path / "a" / "out" / "nokd2" / "model.safetensors")
+    b = load_file(Path(spec["out_dir"]) / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(line)["step"] for line in (Path(spec["out_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert rows == list(range(1, straight["steps"] + 1))
