@@ -1,0 +1,170 @@
+"""Best-of-grid selection, the majority baseline, and a model's GLUE summary.
+
+The paper searches batch sizes {16, 32} x learning rates {1e-5, 3e-5, 5e-5,
+8e-5} per task and reports the best dev score (its released code did not
+implement this selection). Here:
+
+- the best cell has the highest dev main metric; an undefined (null/NaN)
+  main metric ranks below every defined one, and a task with no defined
+  score is an error;
+- ties (equal main metric) go to the smaller learning rate, then the smaller
+  batch size, then the smaller seed: the most conservative setting, and the
+  same choice whatever order the results arrive in;
+- a grid cell without a result is an error naming the cell, unless
+  ``allow_missing=True`` (the summary then lists it under ``missing``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from kdbudget.glue.metrics import dev_metrics, main_metric, nan_to_none
+from kdbudget.glue.tasks import TABLE2_TASKS, TASKS, GlueTask, get_task
+
+CellResults = Sequence[dict | None] | Mapping[str, dict | None]
+
+
+class MissingCellError(LookupError):
+    """A grid cell has no result."""
+
+
+def cell_name(batch_size: int, lr: float) -> str:
+    """The name of a grid cell: ``bs32_lr3e-05``."""
+    return f"bs{int(batch_size)}_lr{float(lr):g}"
+
+
+def _score(result: dict) -> float | None:
+    value = result["dev"].get("main")
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _rank_key(result: dict) -> tuple:
+    score = _score(result)
+    return (score is None, -(score or 0.0), float(result["lr"]), int(result["batch_size"]), int(result.get("seed", 0)))
+
+
+def select_best(cell_results: CellResults, task: str | GlueTask, *,
+                expected: Iterable[tuple[int, float]] | None = None, allow_missing: bool = False) -> dict[str, Any]:
+    """The best cell of one task's grid (see the module docstring for ties and missing cells).
+
+    ``cell_results``: the finetune results of the grid, as a list (None marks a
+    missing cell) or a mapping from cell name to result (None: missing).
+    ``expected``: the grid's (batch_size, lr) pairs; any without a result is missing.
+    """
+    task = get_task(task)
+    items = list(cell_results.items()) if isinstance(cell_results, Mapping) else [
+        (cell_name(r["batch_size"], r["lr"]) if r is not None else f"cell {i + 1} of {len(cell_results)}", r)
+        for i, r in enumerate(cell_results)]
+    missing = [name for name, result in items if result is None]
+    present = [result for _, result in items if result is not None]
+
+    cells: dict[tuple[int, float], dict] = {}
+    for result in present:
+        if result.get("task") != task.name:
+            raise ValueError(f"a result for task {result.get('task')!r} among the {task.name} grid")
+        key = (int(result["batch_size"]), float(result["lr"]))
+        if key in cells:
+            raise ValueError(f"{task.name}: two results for cell {cell_name(*key)}")
+        cells[key] = result
+    if expected is not None:
+        grid = [(int(b), float(lr)) for b, lr in expected]
+        outside = sorted(set(cells) - set(grid))
+        if outside:
+            raise ValueError(f"{task.name}: results for cells outside the grid: {[cell_name(*c) for c in outside]}")
+        missing += [cell_name(*c) for c in grid if c not in cells and cell_name(*c) not in missing]
+    if missing and not allow_missing:
+        raise MissingCellError(f"{task.name}: no result for grid cell(s) {', '.join(missing)}")
+    if not cells:
+        raise MissingCellError(f"{task.name}: no grid cell has a result")
+
+    best = min(cells.values(), key=_rank_key)
+    if _score(best) is None:
+        raise ValueError(f"{task.name}: no grid cell has a defined {main_metric(task)} (all undefined)")
+    return {
+        "task": task.name,
+        "main_metric": main_metric(task),
+        "main": _score(best),
+        "metrics": dict(best["dev"]),
+        "cell": {"batch_size": int(best["batch_size"]), "lr": float(best["lr"]), "seed": best.get("seed"),
+                 "epochs": best.get("epochs")},
+        "cells": [{"batch_size": b, "lr": lr, "main": _score(cells[(b, lr)])} for b, lr in sorted(cells)],
+        "missing": missing,
+    }
+
+
+def majority_baseline(task: str | GlueTask, train_labels: Sequence,
+                      dev_labels: Sequence | Mapping[str, Sequence]) -> dict[str, Any]:
+    """The task's metrics of always predicting the most frequent training label (the smallest index on a
+    tie), or the training mean for STS-B (whose correlations are then undefined: null).
+
+    ``dev_labels``: the dev labels, or a mapping from dev split to labels (needed for MNLI).
+    """
+    task = get_task(task)
+    if not len(train_labels):
+        raise ValueError(f"{task.name}: no training labels")
+    if not isinstance(dev_labels, Mapping):
+        if len(task.dev_splits) > 1:
+            raise ValueError(f"{task.name}: give the labels of each dev split {task.dev_splits} as a mapping")
+        dev_labels = {task.main_split: dev_labels}
+    if task.is_regression:
+        prediction: float | int = float(statistics.fmean(float(x) for x in train_labels))
+        shown: Any = prediction
+    else:
+        counts = Counter(int(x) for x in train_labels)
+        prediction = min(counts, key=lambda label: (-counts[label], label))
+        shown = task.labels[prediction]
+    metrics = dev_metrics(task, {split: ([prediction] * len(labels), list(labels))
+                                 for split, labels in dev_labels.items()})
+    return {"prediction": shown, **nan_to_none(metrics)}
+
+
+def _table_order(tasks: Iterable[str]) -> list[str]:
+    order = list(TABLE2_TASKS) + [t for t in TASKS if t not in TABLE2_TASKS]
+    return sorted(tasks, key=lambda t: order.index(t) if t in order else len(order))
+
+
+def summarize(model: str, results_by_task: Mapping[str, CellResults], *,
+              expected: Iterable[tuple[int, float]] | None = None, allow_missing: bool = False) -> dict[str, Any]:
+    """A model's ``summary.json``: per task the best cell's main metric, all its metrics, the cell, every
+    cell's score and the majority baseline; plus the average main metric over the Table 2 tasks present
+    (null when one of them is undefined)."""
+    grid = list(expected) if expected is not None else None
+    tasks: dict[str, Any] = {}
+    for name in _table_order(results_by_task):
+        cell_results = results_by_task[name]
+        entry = select_best(cell_results, name, expected=grid, allow_missing=allow_missing)
+        values = cell_results.values() if isinstance(cell_results, Mapping) else cell_results
+        baselines = [r["majority_baseline"] for r in values if r is not None and r.get("majority_baseline")]
+        entry["majority_baseline"] = baselines[0] if baselines else None
+        tasks[name] = entry
+    averaged = [t for t in tasks if t in TABLE2_TASKS]
+    scores = [tasks[t]["main"] for t in averaged]
+    average = statistics.fmean(scores) if scores and None not in scores else None
+    return {"model": model, "tasks": tasks, "average": average, "average_over": averaged,
+            "grid": [{"batch_size": b, "lr": lr} for b, lr in grid] if grid is not None else None}
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def render_table(summary: Mapping[str, Any]) -> str:
+    """A markdown table of a summary: the score (x100) beside the majority baseline, per task."""
+    lines = [f"### GLUE dev: {summary['model']}", "",
+             "| Task | Metric | Score | Majority | Other metrics (majority) | Batch | LR | Missing cells |",
+             "|---|---|---:|---:|---|---:|---:|---|"]
+    for name, entry in summary["tasks"].items():
+        baseline = entry.get("majority_baseline") or {}
+        main = entry["main_metric"]
+        others = ", ".join(f"{key} {_percent(value)} ({_percent(baseline.get(key))})"
+                           for key, value in entry["metrics"].items() if key not in ("main", main))
+        lines.append(f"| {get_task(name).title} | {main} | {_percent(entry['main'])} | "
+                     f"{_percent(baseline.get('main'))} | {others} | {entry['cell']['batch_size']} | "
+                     f"{entry['cell']['lr']:g} | {', '.join(entry['missing']) or '-'} |")
+    if summary.get("average_over"):
+        lines.append(f"| Avg ({len(summary['average_over'])} tasks) | | {_percent(summary['average'])} | | | | | |")
+    return "\n".join(lines) + "\n"
