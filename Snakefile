@@ -17,6 +17,7 @@ include: "rules/common.smk"
 include: "rules/sources.smk"
 include: "rules/data.smk"
 include: "rules/pretrain.smk"
+include: "rules/glue.smk"
 
 
 rule all:

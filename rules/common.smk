@@ -30,6 +30,7 @@ except ConfigError as err:
 TEACHERS = config["teachers"]
 
 CORPUS = config["corpus"]
+GLUE = config["glue"]
 LANGUAGE = CORPUS["language"]
 DATA = "results/data"
 N_SHARDS = CORPUS["shards"]
@@ -44,6 +45,8 @@ wildcard_constraints:
     language=r"[a-z][a-z-]*",
     date=r"latest|\d{8}",
     model="|".join(MODELS) or "no-models",
+    task="|".join(config["glue"]["tasks"]),
+    cell=r"bs\d+_lr[0-9.e+-]+(_seed\d+)?",
     teacher="|".join(TEACHERS) or "no-teachers",
 
 
@@ -175,5 +178,50 @@ def pretrained_summaries():
     return expand("results/pretrain/{model}/summary.json", model=list(MODELS))
 
 
+# --- GLUE ------------------------------------------------------------------
+
+
+def glue_dir():
+    if GLUE["source"] == "demo":
+        return "resources/glue/demo"
+    if GLUE["source"] == "hub":
+        return "resources/glue/hub"
+    return GLUE["path"]
+
+
+def lr_label(lr):
+    return f"{lr:g}"
+
+
+def cell_name(batch_size, lr, seed):
+    seeded = len(GLUE["seeds"]) > 1
+    return f"bs{batch_size}_lr{lr_label(lr)}" + (f"_seed{seed}" if seeded else "")
+
+
+GLUE_CELLS = {
+    cell_name(b, lr, seed): {"batch_size": b, "lr": lr, "seed": seed}
+    for b in GLUE["grid"]["batch_size"]
+    for lr in GLUE["grid"]["lr"]
+    for seed in GLUE["seeds"]
+}
+
+
+def glue_cell_results(wildcards):
+    return expand(
+        "results/finetune/{model}/{task}/{cell}.json",
+        model=wildcards.model,
+        task=GLUE["tasks"],
+        cell=list(GLUE_CELLS),
+    )
+
+
+def glue_resources(attribute):
+    return config["resources"]["glue"][attribute]
+
+
+def glue_summaries():
+    return expand("results/glue/{model}", model=list(MODELS))
+
+
 def all_targets():
-    return [f"{DATA}/meta.json", *pretrained_summaries()]
+    return [f"{DATA}/meta.json", *pretrained_summaries(), *glue_summaries()]

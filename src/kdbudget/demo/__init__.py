@@ -48,8 +48,9 @@ API for building GLUE-like tasks
 """
 
 from kdbudget.demo.corpus import demo_world, write_demo_corpus
+from kdbudget.demo.glue import write_demo_glue
 from kdbudget.demo.realise import SENTIMENT, Realiser, corrupt, sentiment_sentence
 from kdbudget.demo.world import RELATIONS, Entity, Fact, World, build_world
 
 __all__ = ["RELATIONS", "SENTIMENT", "Entity", "Fact", "Realiser", "World", "build_world", "corrupt", "demo_world",
-           "sentiment_sentence", "write_demo_corpus"]
+           "sentiment_sentence", "write_demo_corpus", "write_demo_glue"]

@@ -106,6 +106,7 @@ def build_student(spec: RunSpec, meta: dict[str, Any]) -> KDBertForMaskedLM:
     s = spec.student
     config = bert_config(s.layers, s.hidden, s.heads, s.intermediate, meta["vocab_size"], s.max_positions,
                          hidden_dropout_prob=s.dropout, attention_probs_dropout_prob=s.dropout,
+                         initializer_range=s.init_std,
                          pad_token_id=meta["tokenizer"]["special_ids"]["pad"])
     return KDBertForMaskedLM(config)
 
@@ -279,6 +280,8 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     bar.close()
 
     evaluation = evaluate(student, data_dir, device, autocast, spec.eval_sequences, opt.micro_batch_size, spec.seed)
+    # MiniLM and TinyBERT (without add_mlm) never train the MLM head: its score says nothing about them.
+    evaluation["mlm_head_trained"] = bool(strategy.student_needs.logits)
     summary = {
         "name": spec.name, "strategy": spec.strategy,
         "tokens": spent.tokens, "flops": spent.flops, "seconds": spent.seconds,
