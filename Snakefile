@@ -18,6 +18,10 @@ include: "rules/sources.smk"
 include: "rules/data.smk"
 include: "rules/pretrain.smk"
 include: "rules/glue.smk"
+include: "rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

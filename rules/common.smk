@@ -224,4 +224,5 @@ def glue_summaries():
 
 
 def all_targets():
-    return [f"{DATA}/meta.json", *pretrained_summaries(), *glue_summaries()]
+    """Everything: the data, every model, its GLUE summary, Table 2 and the plots (rule table, rules/report.smk)."""
+    return [f"{DATA}/meta.json", *pretrained_summaries(), *glue_summaries(), *rules.table.input]

@@ -1,0 +1,77 @@
+# Table 2, its comparison with the paper and the plots. Inputs are only the
+# small summaries (never the weights), so the README's rebuild command
+#   snakemake --cores 1 table --allowed-rules table2 plots table --forcerun table2 plots
+# regenerates them from cached results without any training or fine-tuning job.
+from kdbudget.report.table import layout_from_plan, layout_to_data
+
+
+# Seconds of work on small files: never worth a cluster job.
+localrules:
+    table2,
+    plots,
+    table,
+
+
+REPORT_LAYOUT = layout_to_data(layout_from_plan(MODELS, config["groups"]))
+TABLES = "results/tables"
+PLOTS = "results/plots"
+
+
+rule table2:
+    input:
+        pretrain=pretrained_summaries(),
+        glue=glue_summaries(),
+    output:
+        md=f"{TABLES}/table2.md",
+        tex=f"{TABLES}/table2.tex",
+        csv=f"{TABLES}/table2.csv",
+        html=report(f"{TABLES}/table2.html", caption="../workflow/report/table2.rst", category="Table 2"),
+        vs_paper=f"{TABLES}/table2_vs_paper.md",
+        vs_paper_html=report(
+            f"{TABLES}/table2_vs_paper.html", caption="../workflow/report/table2_vs_paper.rst", category="Table 2"
+        ),
+    params:
+        layout=REPORT_LAYOUT,
+        models=list(MODELS),
+    log:
+        "logs/report/table2.log",
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=1000,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/report_table.py"
+
+
+rule plots:
+    input:
+        pretrain=pretrained_summaries(),
+        metrics=expand("results/pretrain/{model}/metrics.jsonl", model=list(MODELS)),
+        glue=glue_summaries(),
+    output:
+        throughput=report(f"{PLOTS}/throughput.png", caption="../workflow/report/throughput.rst", category="Plots"),
+        loss_curves=report(f"{PLOTS}/loss_curves.png", caption="../workflow/report/loss_curves.rst", category="Plots"),
+        glue_delta=report(f"{PLOTS}/glue_delta.png", caption="../workflow/report/glue_delta.rst", category="Plots"),
+        budget=report(f"{PLOTS}/budget.png", caption="../workflow/report/budget.rst", category="Plots"),
+        pdf=expand(f"{PLOTS}/{{plot}}.pdf", plot=["throughput", "loss_curves", "glue_delta", "budget"]),
+    params:
+        layout=REPORT_LAYOUT,
+        models=list(MODELS),
+    log:
+        "logs/report/plots.log",
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/report_plots.py"
+
+
+rule table:
+    input:
+        rules.table2.output,
+        rules.plots.output,

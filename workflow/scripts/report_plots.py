@@ -1,0 +1,16 @@
+"""The plots (PNG and PDF) from the run's summaries (rules/report.smk)."""
+from pathlib import Path
+
+from kdbudget.log import setup_logging
+from kdbudget.report.render import write_plots
+from kdbudget.report.table import build_table, layout_from_data, load_model_results
+
+setup_logging(snakemake.log[0])
+layout = layout_from_data(snakemake.params.layout)
+results = {
+    name: load_model_results(name, pretrain=pretrain, metrics=metrics, glue=Path(glue) / "summary.json")
+    for name, pretrain, metrics, glue in zip(
+        snakemake.params.models, snakemake.input.pretrain, snakemake.input.metrics, snakemake.input.glue
+    )
+}
+write_plots(build_table(layout, results), results, Path(snakemake.output.throughput).parent)

@@ -1,0 +1,14 @@
+"""Table 2 (md, tex, csv, html) and table2_vs_paper from the run's summaries (rules/report.smk)."""
+from pathlib import Path
+
+from kdbudget.log import setup_logging
+from kdbudget.report.render import write_tables
+from kdbudget.report.table import build_table, layout_from_data, load_model_results
+
+setup_logging(snakemake.log[0])
+layout = layout_from_data(snakemake.params.layout)
+results = {
+    name: load_model_results(name, pretrain=pretrain, glue=Path(glue) / "summary.json")
+    for name, pretrain, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue)
+}
+write_tables(build_table(layout, results), Path(snakemake.output.md).parent)
