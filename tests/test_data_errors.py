@@ -2,7 +2,6 @@
 leaves no partial output that looks complete."""
 
 import json
-from pathlib import Path
 
 import pytest
 

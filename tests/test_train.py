@@ -71,8 +71,6 @@ def test_flops_budget_is_spent_within_half_a_step(tmp_path, packed_data):
 
 
 def test_reference_budget_passes_from_nokd_to_kd(tmp_path, packed_data):
-    from transformers import BertConfig, BertForMaskedLM
-
     meta = json.loads((packed_data / "meta.json").read_text())
     reference = _run(tmp_path, packed_data, budget={"mode": "reference", "is_reference": True, "epochs": 1,
                                                     "measure": "flops"})

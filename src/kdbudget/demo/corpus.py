@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 from kdbudget.demo.books import write_books
 from kdbudget.demo.wiki_dump import write_wiki_dump
 from kdbudget.demo.world import World, build_world
+from kdbudget.io import atomic_dir, atomic_path
 
 #: Plain wiki words written per world entity when every entity gets an article
 #: (measured); the world is sized so the wiki budget is reached before the entities
@@ -55,8 +52,10 @@ def write_demo_corpus(wiki_dump: Path, books_dir: Path, *, words: int, seed: int
     wiki_dump, books_dir = Path(wiki_dump), Path(books_dir)
     world = build_world(seed, world_size(words, wiki_fraction))
     wiki_words = round(words * wiki_fraction)
-    wiki_stats = _atomic_file(wiki_dump, lambda tmp: write_wiki_dump(tmp, world, words=wiki_words, seed=seed))
-    book_stats = _atomic_dir(books_dir, lambda tmp: write_books(tmp, world, words=words - wiki_words, seed=seed))
+    with atomic_path(wiki_dump) as tmp:
+        wiki_stats = write_wiki_dump(tmp, world, words=wiki_words, seed=seed)
+    with atomic_dir(books_dir) as tmp:
+        book_stats = write_books(tmp, world, words=words - wiki_words, seed=seed)
     return {"entities": len(world.entities), "facts": len(world.facts),
             **{k: v for k, v in wiki_stats.items() if k != "words"}, "books": book_stats["books"],
             "wiki_words": wiki_stats["words"], "book_words": book_stats["words"],
@@ -66,38 +65,3 @@ def write_demo_corpus(wiki_dump: Path, books_dir: Path, *, words: int, seed: int
 def demo_world(words: int, seed: int, wiki_fraction: float = 0.5) -> World:
     """The world that :func:`write_demo_corpus` uses for these arguments (for task builders)."""
     return build_world(seed, world_size(words, wiki_fraction))
-
-
-def _atomic_file(path: Path, write: Callable[[Path], dict[str, int]]) -> dict[str, int]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        stats = write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return stats
-
-
-def _atomic_dir(path: Path, write: Callable[[Path], dict[str, int]]) -> dict[str, int]:
-    """Fills a temp dir, then swaps it in; an old folder is moved aside first and removed
-    after (a non-empty directory cannot be replaced in one rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    old = None
-    try:
-        stats = write(tmp)
-        os.chmod(tmp, 0o755)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
-            os.replace(path, old / "previous")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        if old is not None:
-            shutil.rmtree(old)
-    return stats

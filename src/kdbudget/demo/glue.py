@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from kdbudget.demo.corpus import _atomic_dir, demo_world
+from kdbudget.demo.corpus import demo_world
+from kdbudget.glue.tasks import OFFICIAL_HEADERS
+from kdbudget.io import atomic_dir
 from kdbudget.demo.glue_styles import (Describer, Role, combine, dialogue, is_functional, named, opinion_sentence,
                                        parses, passage, slot_variants, sst_text, still_ungrammatical, works_in,
                                        wh_slot_variants)
@@ -57,18 +59,8 @@ TRAIN_SIZES = {"cola": 1000, "sst2": 1000, "mrpc": 1000, "qqp": 1000, "stsb": 10
                "rte": 300}
 #: Dev sizes per dev file (MNLI has two, matched and mismatched).
 DEV_SIZES = {task: 300 for task in TASKS}
-HEADERS: dict[str, tuple[str, ...] | None] = {
-    "cola": None,
-    "sst2": ("sentence", "label"),
-    "mrpc": ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
-    "qqp": ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
-    "stsb": ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2",
-             "score"),
-    "mnli": ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"),
-    "qnli": ("index", "question", "sentence", "label"),
-    "rte": ("index", "sentence1", "sentence2", "label"),
-}
+#: Header line of each task's files (None: CoLA has no header), as the loader expects them.
+HEADERS: dict[str, tuple[str, ...] | None] = {task: OFFICIAL_HEADERS.get(task) for task in TASKS}
 #: Gold labels as written in each file.
 LABELS = {"cola": ("0", "1"), "sst2": ("0", "1"), "mrpc": ("0", "1"), "qqp": ("0", "1"), "stsb": None,
           "mnli": ("entailment", "neutral", "contradiction"), "qnli": ("entailment", "not_entailment"),
@@ -778,13 +770,10 @@ def write_demo_glue(out_dir: Path | str, *, words: int, seed: int, wiki_fraction
     contexts = {"train": _Ctx(world, describer, train_ids), "dev": _Ctx(world, describer, dev_ids)}
     out_dir = Path(out_dir)
 
-    def write(tmp: Path) -> dict:
-        counts: dict[str, dict[str, int]] = {}
-        for task in TASKS:
-            counts[task] = _write_task(tmp / DIRS[task], task, plan[task], contexts, int(seed), int(task_seed))
-        return counts
-
-    return _atomic_dir(out_dir, write)
+    with atomic_dir(out_dir) as tmp:
+        counts = {task: _write_task(tmp / DIRS[task], task, plan[task], contexts, int(seed), int(task_seed))
+                  for task in TASKS}
+    return counts
 
 
 def _write_task(folder: Path, task: str, size: tuple[int, int], contexts: dict[str, _Ctx], seed: int,

@@ -264,7 +264,7 @@ def _place(a: _ArticleWriter) -> str:
 
 
 def _organisation(a: _ArticleWriter) -> str:
-    w, e, r = a.w, a.e, a.r
+    e = a.e
     home, founder = a.one("located_in").object, a.one("founded_by").object
     year = a.one("founded_year").object
     assert isinstance(home, Entity) and isinstance(founder, Entity)

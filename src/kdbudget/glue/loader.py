@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdbudget.glue.tasks import TASKS, GlueTask, get_task
+from kdbudget.glue.tasks import OFFICIAL_HEADERS, TASKS, GlueTask, get_task
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +194,6 @@ def load_task(glue_dir: str | Path, task: str | GlueTask, *, splits: tuple[str, 
 
 
 # --- writing the official layout from the hub copy ----------------------------------------------------------
-
-# Headers of the official files; columns the hub copy lacks are left empty.
-OFFICIAL_HEADERS: dict[str, tuple[str, ...]] = {
-    "sst2": ("sentence", "label"),
-    "mrpc": ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
-    "qqp": ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
-    "stsb": ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2",
-             "score"),
-    "mnli": ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"),
-    "qnli": ("index", "question", "sentence", "label"),
-    "rte": ("index", "sentence1", "sentence2", "label"),
-}
 
 
 def _clean(text: str) -> tuple[str, bool]:

@@ -121,3 +121,18 @@ def get_task(task: str | GlueTask) -> GlueTask:
         return TASKS[task]
     except KeyError:
         raise KeyError(f"unknown GLUE task {task!r}; known: {', '.join(TASKS)}") from None
+
+
+# Header lines of the official GLUE files (CoLA has none). The hub writer fills
+# the columns the hub copy lacks with empty strings; the demo writes them all.
+OFFICIAL_HEADERS: dict[str, tuple[str, ...]] = {
+    "sst2": ("sentence", "label"),
+    "mrpc": ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+    "qqp": ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+    "stsb": ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2",
+             "score"),
+    "mnli": ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"),
+    "qnli": ("index", "question", "sentence", "label"),
+    "rte": ("index", "sentence1", "sentence2", "label"),
+}
