@@ -156,3 +156,17 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path, packed_data):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = [json.loads(line)["step"] for line in (Path(spec["out_dir"]) / "metrics.jsonl").read_text().splitlines()]
     assert rows == list(range(1, straight["steps"] + 1))
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path, packed_data):
+    from kdbudget.train.checkpoint import save_checkpoint
+    from kdbudget.train.trainer import run_identity
+
+    spec = RunSpec.from_dict(tiny_spec(tmp_path, packed_data))
+    other = RunSpec.from_dict(tiny_spec(tmp_path, packed_data, optim={"lr": 5e-4}))
+    save_checkpoint(spec.checkpoint_dir, {"run": run_identity(other), "progress": {"spent": {"steps": 3}}})
+    with pytest.raises(ValueError, match="other settings"):
+        pretrain(spec)
+    # Logging and thread settings may change between a run and its resume.
+    assert run_identity(spec) == run_identity(RunSpec.from_dict(tiny_spec(tmp_path, packed_data, threads=2,
+                                                                         log_every_steps=7)))

@@ -134,6 +134,18 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+# Settings that change what a run computes; the others (threads, logging,
+# checkpoint cadence, paths) may differ between a run and its resume.
+_RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_steps", "log_every_steps",
+                      "eval_sequences", "out_dir", "checkpoint_dir", "data_dir", "teacher_dir", "device"}
+
+
+def run_identity(spec: RunSpec) -> str:
+    """A JSON fingerprint of the settings a resumed run must share with the interrupted one."""
+    settings = {k: v for k, v in spec.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
 def _read_metrics(path: Path, up_to_step: int) -> list[str]:
     """Metric rows up to a checkpoint's step (rows logged after it are replayed on resume)."""
     if not path.is_file():
@@ -177,6 +189,11 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     resumes = 0
 
     state = load_checkpoint(checkpoint_dir)
+    if state is not None and state.get("run") != run_identity(spec):
+        raise ValueError(
+            f"{checkpoint_dir}: the checkpoint was written by a run with other settings; delete the directory to "
+            "start this run over (its budget spent so far would otherwise be mixed into another run's)"
+        )
     if state is not None:
         student.load_state_dict(state["student"])
         strategy.load_state_dict(state["strategy"])
@@ -195,7 +212,7 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     def checkpoint() -> None:
         save_checkpoint(checkpoint_dir, {
             "student": student.state_dict(), "strategy": strategy.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "rng": rng_state(),
+            "scaler": scaler.state_dict(), "rng": rng_state(), "run": run_identity(spec),
             "progress": {"spent": spent.as_dict(), "position": vars(stream.position).copy(), "resumes": resumes},
         })
 
@@ -225,8 +242,9 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
             components: dict[str, torch.Tensor] = {}
             masked = 0
             for _ in range(accumulation):
-                batch = {k: v.to(device, non_blocking=True) for k, v in stream.next(opt.micro_batch_size).items()}
-                masked += int((batch["labels"] != -100).sum())
+                host_batch = stream.next(opt.micro_batch_size)
+                masked += int((host_batch["labels"] != -100).sum())  # on the host: no device sync
+                batch = {k: v.to(device, non_blocking=True) for k, v in host_batch.items()}
                 with autocast():
                     student_out = student(batch["input_ids"], attention_mask=batch["attention_mask"],
                                           labels=batch["labels"], request=strategy.student_needs)
