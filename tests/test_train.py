@@ -2,6 +2,7 @@
 an exact resume after a real signal kills a real training process."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def test_wallclock_reference_refuses_other_hardware(tmp_path, packed_data):
 
 
 def _start(spec_path: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kdbudget.train", str(spec_path), "--log", str(log)])
+    return subprocess.Popen([sys.executable, "-m", "kdbudget.train", str(spec_path), "--log-file", str(log)])
 
 
 def test_killed_and_resumed_run_is_bit_identical(tmp_path, packed_data):
@@ -170,3 +171,28 @@ def test_checkpoint_of_another_run_is_refused(tmp_path, packed_data):
     # Logging and thread settings may change between a run and its resume.
     assert run_identity(spec) == run_identity(RunSpec.from_dict(tiny_spec(tmp_path, packed_data, threads=2,
                                                                          log_every_steps=7)))
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, packed_data):
+    """torchrun with the gloo backend on the CPU: data parallel = one process, up to float rounding."""
+    overrides = {"student": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64, "dropout": 0.0},
+                 "optim": {"lr": 1e-3, "batch_size": 8, "micro_batch_size": 4},
+                 "budget": {"mode": "tokens", "limit": 8 * 128 * 10}, "checkpoint_every_steps": 4}
+    single = pretrain(RunSpec.from_dict(tiny_spec(tmp_path / "one", packed_data, **overrides)))
+    spec = tiny_spec(tmp_path / "two", packed_data, **overrides)
+    spec_path = tmp_path / "two.json"
+    spec_path.write_text(json.dumps(spec))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "kdbudget.train",
+                             str(spec_path), "--log-file", str(tmp_path / "two.log")],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((Path(spec["out_dir"]) / "summary.json").read_text())
+    assert summary["steps"] == single["steps"] == 10 and summary["tokens"] == single["tokens"]
+    assert summary["flops"] == pytest.approx(single["flops"]) and summary["device"].endswith("x 2")
+    a = load_file(tmp_path / "one" / "out" / "nokd2" / "model.safetensors")
+    b = load_file(Path(spec["out_dir"]) / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+    rows = (Path(spec["out_dir"]) / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == list(range(1, 11))  # rank 0 alone writes

@@ -1,8 +1,8 @@
-"""Pretrain one model (a student or a teacher) from its run spec."""
+"""Pretrain one model (a student or a teacher) from its run spec; several GPUs run under torchrun."""
 from kdbudget.log import setup_logging
-from kdbudget.train.spec import RunSpec
-from kdbudget.train.trainer import pretrain
+from kdbudget.train.launch import run
 
 setup_logging(snakemake.log[0])
 spec = snakemake.params.spec
-pretrain(RunSpec.from_dict({**spec, "threads": spec["threads"] or snakemake.threads}))
+gpus = int(snakemake.resources.get("gpu", 0) or 0)
+run({**spec, "threads": spec["threads"] or snakemake.threads}, processes=max(1, gpus), log_file=snakemake.log[0])

@@ -31,6 +31,8 @@ from kdbudget.model.flops import train_step_flops
 from kdbudget.strategies import build_strategy, teacher_forward
 from kdbudget.train.budget import Budget, Spent
 from kdbudget.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from kdbudget.train.distributed import (World, agree_max, agree_mean, average_gradients, close_world,
+                                        gather_objects, init_world)
 from kdbudget.train.optim import build_optimizer, set_lr
 from kdbudget.train.runtime import autocast_dtype, device_name, git_commit, pick_device, set_threads, versions
 from kdbudget.train.schedule import lr_multiplier
@@ -157,8 +159,15 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     """Train ``spec.name`` until its budget is spent; returns the summary."""
     set_threads(spec.threads)
     torch.manual_seed(spec.seed)
-    device = pick_device(spec.device)
-    hardware = device_name(device)
+    world, device = init_world(pick_device(spec.device))
+    try:
+        return _pretrain(spec, world, device)
+    finally:
+        close_world(world)
+
+
+def _pretrain(spec: RunSpec, world: World, device: torch.device) -> dict[str, Any]:
+    hardware = device_name(device) + (f" x {world.size}" if world.distributed else "")
     data_dir = Path(spec.data_dir)
     meta = load_meta(data_dir)
     budget = resolve_budget(spec, meta, hardware)
@@ -176,6 +185,9 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
         raise ValueError(f"{spec.name}: strategy {spec.strategy!r} needs a teacher (no teacher_dir given)")
 
     opt = spec.optim
+    if opt.batch_size % (opt.micro_batch_size * world.size):
+        raise ValueError(f"{spec.name}: batch_size {opt.batch_size} is not a multiple of micro_batch_size "
+                         f"{opt.micro_batch_size} x {world.size} processes")
     optimizer = build_optimizer([student, strategy], lr=opt.lr, betas=opt.betas, eps=opt.eps,
                                 weight_decay=opt.weight_decay)
     amp_dtype = autocast_dtype(device, spec.precision)
@@ -184,7 +196,8 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     stream = BatchStream(split, spec.seed)
     spent = Spent()
     checkpoint_dir = Path(spec.checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = checkpoint_dir / METRICS_FILE
     resumes = 0
 
@@ -201,23 +214,33 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
         scaler.load_state_dict(state["scaler"])
         spent = Spent(**state["progress"]["spent"])
         stream.position = StreamPosition(**state["progress"]["position"])
-        restore_rng(state["rng"])
+        rngs = state["rng"]
+        if len(rngs) != world.size:
+            log.warning("%s: resuming %d processes from a checkpoint of %d: dropout draws will differ",
+                        spec.name, world.size, len(rngs))
+        restore_rng(rngs[world.rank % len(rngs)])
         resumes = state["progress"]["resumes"] + 1
-        rows = _read_metrics(metrics_path, spent.steps)
-        metrics_path.write_text("".join(r + "\n" for r in rows))
+        if world.is_main:
+            rows = _read_metrics(metrics_path, spent.steps)
+            metrics_path.write_text("".join(r + "\n" for r in rows))
         log.info("resumed %s at step %d with %s spent", spec.name, spent.steps, spent.as_dict())
-    else:
+    elif world.is_main:
         metrics_path.write_text("")
 
     def checkpoint() -> None:
-        save_checkpoint(checkpoint_dir, {
-            "student": student.state_dict(), "strategy": strategy.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "rng": rng_state(), "run": run_identity(spec),
-            "progress": {"spent": spent.as_dict(), "position": vars(stream.position).copy(), "resumes": resumes},
-        })
+        rngs = gather_objects(rng_state(), world)  # every process's dropout RNG, for an exact resume
+        if world.is_main:
+            save_checkpoint(checkpoint_dir, {
+                "student": student.state_dict(), "strategy": strategy.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
+                "run": run_identity(spec),
+                "progress": {"spent": spent.as_dict(), "position": vars(stream.position).copy(), "resumes": resumes},
+            })
 
     seq_len = meta["seq_len"]
-    accumulation = opt.batch_size // opt.micro_batch_size
+    accumulation = opt.batch_size // (opt.micro_batch_size * world.size)
+    mine = slice(world.rank * opt.micro_batch_size, (world.rank + 1) * opt.micro_batch_size)
+    trained = [p for module in (student, strategy) for p in module.parameters() if p.requires_grad]
     tokens_per_step = opt.batch_size * seq_len
     flops_cost = lambda masked_per_seq: train_step_flops(  # noqa: E731
         student.config, teacher.config if teacher else None, strategy, opt.batch_size, seq_len, masked_per_seq)
@@ -230,10 +253,12 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
              budget.as_dict(), accumulation, "autocast " + str(amp_dtype) if amp_dtype else "fp32")
 
     bar = progress(total=100.0, desc=spec.name, unit="%", initial=round(100 * budget.fraction(spent), 2),
-                   bar_format="{l_bar}{bar}| {n:.1f}/100% [{elapsed}<{remaining}{postfix}]")
+                   bar_format="{l_bar}{bar}| {n:.1f}/100% [{elapsed}<{remaining}{postfix}]",
+                   disable=not world.is_main)
     last_log = {"time": time.perf_counter(), "tokens": spent.tokens, "seconds": spent.seconds}
     last_checkpoint = time.monotonic()
-    with open(metrics_path, "a", encoding="utf-8") as metrics, _StopFlag() as stop:
+    metrics_file = open(metrics_path, "a", encoding="utf-8") if world.is_main else contextlib.nullcontext()
+    with metrics_file as metrics, _StopFlag() as stop:
         while not budget.should_stop(spent, step_cost[budget.unit]):
             started = time.perf_counter()
             fraction = budget.fraction(spent)
@@ -242,9 +267,10 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
             components: dict[str, torch.Tensor] = {}
             masked = 0
             for _ in range(accumulation):
-                host_batch = stream.next(opt.micro_batch_size)
+                # Every process reads the global micro-batch and trains on its own slice.
+                host_batch = stream.next(opt.micro_batch_size * world.size)
                 masked += int((host_batch["labels"] != -100).sum())  # on the host: no device sync
-                batch = {k: v.to(device, non_blocking=True) for k, v in host_batch.items()}
+                batch = {k: v[mine].to(device, non_blocking=True) for k, v in host_batch.items()}
                 with autocast():
                     student_out = student(batch["input_ids"], attention_mask=batch["attention_mask"],
                                           labels=batch["labels"], request=strategy.student_needs)
@@ -254,12 +280,20 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
                 scaler.scale(losses["loss"] / accumulation).backward()
                 for key, value in losses.items():
                     components[key] = components.get(key, 0.0) + value.detach() / accumulation
+            if scaler.is_enabled():
+                scaler.unscale_(optimizer)  # average true gradients, so an inf reaches every process
+            average_gradients(trained, world)
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             if device.type == "cuda" and budget.unit == "seconds":
                 torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - started
+            due = bool(spec.checkpoint_every_steps and (spent.steps + 1) % spec.checkpoint_every_steps == 0) or \
+                time.monotonic() - last_checkpoint >= spec.checkpoint_every_seconds
+            # One decision for the whole job: the slowest process's time, any stop signal, any due checkpoint.
+            elapsed, signum, due = agree_max([time.perf_counter() - started, stop.signum or 0, float(due)],
+                                             world, device)
+            signum = int(signum) or None
 
             step_flops = flops_cost(masked / opt.batch_size)
             spent.steps += 1
@@ -273,6 +307,9 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
             bar.update(100 * budget.fraction(spent) - bar.n)
 
             if spent.steps % spec.log_every_steps == 0 or budget.should_stop(spent, step_cost[budget.unit]):
+                components = agree_mean(components, world)
+            if world.is_main and (spent.steps % spec.log_every_steps == 0
+                                  or budget.should_stop(spent, step_cost[budget.unit])):
                 now = time.perf_counter()
                 window = spent.seconds - last_log["seconds"]
                 row = {"step": spent.steps, "seconds": round(spent.seconds, 4), "tokens": spent.tokens,
@@ -285,17 +322,18 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_second'] or 0:.0f}")
                 last_log = {"time": now, "tokens": spent.tokens, "seconds": spent.seconds}
 
-            due = (spec.checkpoint_every_steps and spent.steps % spec.checkpoint_every_steps == 0) or \
-                time.monotonic() - last_checkpoint >= spec.checkpoint_every_seconds
-            if stop.signum is not None or due:
-                metrics.flush()
+            if signum is not None or due:
+                if world.is_main:
+                    metrics.flush()
                 checkpoint()
                 last_checkpoint = time.monotonic()
-            if stop.signum is not None:
+            if signum is not None:
                 bar.close()
-                log.warning("%s: stopped by signal %d at step %d; rerun to resume", spec.name, stop.signum, spent.steps)
-                raise Interrupted(128 + stop.signum)
+                log.warning("%s: stopped by signal %d at step %d; rerun to resume", spec.name, signum, spent.steps)
+                raise Interrupted(128 + signum)
     bar.close()
+    if not world.is_main:
+        return {}
 
     evaluation = evaluate(student, data_dir, device, autocast, spec.eval_sequences, opt.micro_batch_size, spec.seed)
     # MiniLM and TinyBERT (without add_mlm) never train the MLM head: its score says nothing about them.
