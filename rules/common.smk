@@ -1,4 +1,6 @@
 # Configuration validation, path naming and input functions shared by all stages.
+import math
+import os
 import re
 from pathlib import Path
 
@@ -167,11 +169,36 @@ def pretrain_teacher_spec(wildcards):
     )
 
 
+def budget_minutes(budget):
+    """A seconds budget's wall time plus a margin (start-up, evaluation, the last checkpoint), else 0."""
+    if budget and budget.get("mode") == "seconds" and budget.get("limit"):
+        return math.ceil(budget["limit"] / 60 * 1.1) + 15
+    return 0
+
+
+def attempt_scaled(minutes, attempt):
+    """+50% per retry: a job killed at its time limit resumes from its checkpoint with more time."""
+    return int(minutes * (1 + 0.5 * (attempt - 1)))
+
+
 def pretrain_resources(attribute):
     settings = config["resources"]["pretrain"]
     if attribute == "runtime":
-        return lambda wildcards: MODELS[wildcards.model].runtime if "model" in wildcards.keys() else settings["runtime"]
+
+        def runtime(wildcards, attempt):
+            if "model" in wildcards.keys():
+                model = MODELS[wildcards.model]
+                minutes = max(model.runtime, budget_minutes(model.budget))
+            else:
+                minutes = max(settings["runtime"], budget_minutes(TEACHERS[wildcards.teacher].get("budget")))
+            return attempt_scaled(minutes, attempt)
+
+        return runtime
     return settings[attribute]
+
+
+# Sent 300 s before the time limit, so the trainer writes a checkpoint that a retry resumes from.
+PRETRAIN_SLURM_EXTRA = "'--signal=B:USR1@300'"
 
 
 def pretrained_summaries():
@@ -216,6 +243,8 @@ def glue_cell_results(wildcards):
 
 
 def glue_resources(attribute):
+    if attribute == "runtime":
+        return lambda wildcards, attempt: attempt_scaled(config["resources"]["glue"]["runtime"], attempt)
     return config["resources"]["glue"][attribute]
 
 
@@ -226,3 +255,68 @@ def glue_summaries():
 def all_targets():
     """Everything: the data, every model, its GLUE summary, Table 2 and the plots (rule table, rules/report.smk)."""
     return [f"{DATA}/meta.json", *pretrained_summaries(), *glue_summaries(), *rules.table.input]
+
+
+# --- cluster site settings ---------------------------------------------------
+# Account, partition, QOS, constraint and GPU model of the user's cluster:
+# environment variables KDBUDGET_SLURM_<KEY> (ACCOUNT, PARTITION, QOS,
+# CONSTRAINT, GPU_MODEL) over an untracked YAML file (slurm/site.yaml, or the
+# file named by KDBUDGET_SLURM_SITE; see slurm/site.example.yaml). Every rule
+# that can run as a cluster job adds them to its resources (**slurm_site()).
+
+SLURM_SITE_KEYS = {
+    "account": "slurm_account",
+    "partition": "slurm_partition",
+    "qos": "qos",
+    "constraint": "constraint",
+    "gpu_model": "gpu_model",
+}
+
+
+def _read_slurm_site():
+    import yaml
+
+    path = Path(os.environ.get("KDBUDGET_SLURM_SITE") or Path(workflow.basedir) / "slurm" / "site.yaml")
+    site = {}
+    if path.is_file():
+        site = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(site, dict) or set(site) - set(SLURM_SITE_KEYS):
+            raise WorkflowError(f"{path}: expected a mapping with keys among {', '.join(SLURM_SITE_KEYS)}")
+    for key in SLURM_SITE_KEYS:
+        value = os.environ.get(f"KDBUDGET_SLURM_{key.upper()}")
+        if value:
+            site[key] = value
+    return {key: str(value) for key, value in site.items() if value not in (None, "")}, path
+
+
+SLURM_SITE, SLURM_SITE_FILE = _read_slurm_site()
+
+
+def check_slurm_site():
+    """A SLURM submission needs an account and a partition: say where to set them."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm":
+        return
+    missing = [key for key in ("account", "partition") if key not in SLURM_SITE]
+    if missing:
+        raise WorkflowError(
+            "SLURM site settings missing: "
+            + ", ".join(missing)
+            + ". Set "
+            + " and ".join(f"KDBUDGET_SLURM_{key.upper()}" for key in missing)
+            + f" in the environment, or {', '.join(f'{key}:' for key in missing)} in {SLURM_SITE_FILE}"
+            " (see slurm/site.example.yaml and README, 'Running on a SLURM cluster')."
+        )
+
+
+# The executor is known only once the run starts (not while the Snakefile is
+# read, and never in a dry run, which plans without any site settings).
+onstart:
+    check_slurm_site()
+
+
+def slurm_site(gpus=0):
+    """The site's resources for one rule; the GPU model only where the rule asks for GPUs."""
+    return {
+        SLURM_SITE_KEYS[key]: value for key, value in SLURM_SITE.items() if key != "gpu_model" or gpus > 0
+    }

@@ -13,6 +13,7 @@ rule extract_wikipedia:
     resources:
         runtime=resources_of("extract")["runtime"],
         mem_mb=resources_of("extract")["mem_mb"],
+        **slurm_site(),
     conda:
         "../envs/data.yaml"
     script:
@@ -30,6 +31,7 @@ rule read_books:
     resources:
         runtime=resources_of("extract")["runtime"],
         mem_mb=resources_of("extract")["mem_mb"],
+        **slurm_site(),
     conda:
         "../envs/data.yaml"
     script:
@@ -53,6 +55,7 @@ rule shard_documents:
     resources:
         runtime=resources_of("data")["runtime"],
         mem_mb=resources_of("data")["mem_mb"],
+        **slurm_site(),
     conda:
         "../envs/data.yaml"
     script:
@@ -72,6 +75,7 @@ rule tokenizer:
     resources:
         runtime=resources_of("data")["runtime"],
         mem_mb=resources_of("data")["mem_mb"],
+        **slurm_site(),
     conda:
         "../envs/data.yaml"
     script:
@@ -93,6 +97,7 @@ rule pack_shard:
     resources:
         runtime=resources_of("data")["runtime"],
         mem_mb=resources_of("data")["mem_mb"],
+        **slurm_site(),
     conda:
         "../envs/data.yaml"
     script:
@@ -117,6 +122,7 @@ rule data_meta:
     resources:
         runtime=10,
         mem_mb=2000,
+        **slurm_site(),
     conda:
         "../envs/data.yaml"
     script:

@@ -5,6 +5,7 @@
 
 localrules:
     fetch_glue,
+    glue_summary,
 
 
 rule glue_demo_data:
@@ -19,6 +20,7 @@ rule glue_demo_data:
     resources:
         runtime=10,
         mem_mb=2000,
+        **slurm_site(),
     conda:
         "../envs/glue.yaml"
     script:
@@ -62,6 +64,7 @@ rule finetune_cell:
         cpus_per_gpu=glue_resources("cpus_per_gpu"),
         runtime=glue_resources("runtime"),
         mem_mb=glue_resources("mem_mb"),
+        **slurm_site(gpus=glue_resources("gpu")),
     conda:
         "../envs/glue.yaml"
     script:

@@ -41,6 +41,8 @@ rule pretrain_teacher:
         cpus_per_gpu=pretrain_resources("cpus_per_gpu"),
         mem_mb=pretrain_resources("mem_mb"),
         runtime=pretrain_resources("runtime"),
+        slurm_extra=PRETRAIN_SLURM_EXTRA,
+        **slurm_site(gpus=pretrain_resources("gpu")),
     conda:
         "../envs/train.yaml"
     script:
@@ -62,6 +64,8 @@ rule pretrain_model:
         cpus_per_gpu=pretrain_resources("cpus_per_gpu"),
         mem_mb=pretrain_resources("mem_mb"),
         runtime=pretrain_resources("runtime"),
+        slurm_extra=PRETRAIN_SLURM_EXTRA,
+        **slurm_site(gpus=pretrain_resources("gpu")),
     conda:
         "../envs/train.yaml"
     script:

@@ -21,6 +21,7 @@ rule demo_corpus:
     resources:
         runtime=10,
         mem_mb=2000,
+        **slurm_site(),
     conda:
         "../envs/data.yaml"
     script:

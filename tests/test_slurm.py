@@ -1,0 +1,177 @@
+"""The pipeline through a real SLURM: `snakemake --profile slurm` on a one-node
+cluster with two fake GPUs (scripts/slurm/start-local-slurm.sh; `.ci/run`
+starts it before `make test` and stops it after).
+
+A fast slice of the demo (the data, a teacher, nokd2 and one KD model, a
+one-cell GLUE grid on the demo's eight tasks, tiny, as Table 2 needs every
+column; the table) runs as SLURM jobs; the node's
+prolog saves each job's `scontrol show job` (under $KDBUDGET_SLURM_STATE/jobs),
+so the test checks what every job was granted against what its rule declares,
+and that the table equals a local run's. Skipped with a reason only where
+SLURM cannot run here (not root, no apt-get); on CI (CI=true) it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, SNAKEMAKE, run_snakemake
+from test_pretrain_pipeline import pretrain_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+STATE = Path(os.environ.get("KDBUDGET_SLURM_STATE", "/tmp/kdbudget-slurm"))
+START = ROOT / "scripts" / "slurm" / "start-local-slurm.sh"
+STOP = ROOT / "scripts" / "slurm" / "stop-local-slurm.sh"
+PARTITION = os.environ.get("KDBUDGET_SLURM_TEST_PARTITION", "debug")
+ACCOUNT = "kdbudget-test"
+LOCAL_RULES = {"glue_summary", "table2", "plots", "table"}
+TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte"]
+DATA_RULES = {"demo_corpus", "extract_wikipedia", "read_books", "shard_documents", "tokenizer", "pack_shard",
+              "data_meta"}
+
+
+def _cannot_run_slurm() -> str | None:
+    if os.name != "posix" or os.geteuid() != 0:
+        return "needs root to install and start SLURM"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "SLURM is not installed and there is no apt-get to install it"
+    return None
+
+
+def _running() -> bool:
+    return shutil.which("scontrol") is not None and subprocess.run(
+        ["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0 and "idle" in subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, timeout=20).stdout
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    reason = _cannot_run_slurm()
+    if reason:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"SLURM test cannot run on CI: {reason}")
+        pytest.skip(f"SLURM test skipped: {reason}")
+    started_here = not _running()
+    if started_here:
+        result = subprocess.run([str(START)], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"start-local-slurm.sh failed:\n{result.stdout}\n{result.stderr}"
+    yield
+    if started_here:
+        subprocess.run([str(STOP)], capture_output=True, timeout=120)
+
+
+def slice_config() -> dict:
+    config = pretrain_config()
+    config["resources"]["extract"] = {"threads": 1, "runtime": 5, "mem_mb": 500}
+    # One GPU exercises the fake GRES. 10 minutes: the rules' --signal=B:USR1@300 comes 300 s before the
+    # limit, so a 5-minute job would get it at once (and the batch shell dies of it).
+    config["resources"]["pretrain"].update({"gpu": 1, "cpus_per_gpu": 1, "runtime": 10})
+    # Table 2 needs every GLUE column: the demo's eight tasks, tiny, one grid cell each.
+    config["glue"] = {"source": "demo", "demo": {"sizes": {task: 16 for task in TASKS}},
+                      "grid": {"batch_size": [8], "lr": [1.0e-3]}, "epochs": 1}
+    config["resources"]["glue"] = {"threads": 1, "gpu": 1, "cpus_per_gpu": 1, "runtime": 4, "mem_mb": 900}
+    return config
+
+
+def job_records(run_id: str) -> dict[str, list[dict[str, str]]]:
+    """The prolog's `scontrol show job` of every job of this run, by rule."""
+    by_rule: dict[str, list[dict[str, str]]] = {}
+    for path in sorted((STATE / "jobs").glob("*.txt")):
+        text = path.read_text()
+        fields = dict(re.findall(r"(?:^|\s)([A-Za-z_/:]+)=(\S*)", text))
+        if fields.get("JobName") != run_id:
+            continue
+        rule = re.match(r"rule_(.+?)(?:_wildcards_.*)?$", fields["Comment"]).group(1)
+        by_rule.setdefault(rule, []).append(fields)
+    return by_rule
+
+
+def test_slice_runs_as_slurm_jobs_with_the_declared_resources(tmp_path, slurm_cluster):
+    config = slice_config()
+
+    work = tmp_path / "slurm"
+    work.mkdir()
+    (work / "test-config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {**os.environ, "KDBUDGET_SLURM_ACCOUNT": ACCOUNT, "KDBUDGET_SLURM_PARTITION": PARTITION,
+           "KDBUDGET_SLURM_SITE": str(tmp_path / "no-site.yaml")}
+    cmd = ["timeout", "-k", "20", "900", str(SNAKEMAKE), "table", "--profile", str(ROOT / "slurm"),
+           "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+           "--configfile", str(work / "test-config.yaml"),
+           # No accounting on the test cluster: poll squeue (MinJobAge=300 keeps finished jobs there).
+           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+           "--slurm-keep-successful-logs", "--latency-wait", "5", "--retries", "0"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env, timeout=960)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, f"snakemake --profile slurm failed ({result.returncode}):\n{out[-8000:]}"
+
+    run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    jobs = job_records(run_id)
+    assert set(jobs) == DATA_RULES | {"glue_demo_data", "pretrain_teacher", "pretrain_model", "finetune_cell"}, sorted(jobs)
+    assert not LOCAL_RULES & set(jobs)
+    for rule, records in jobs.items():
+        for job in records:
+            assert job["Partition"] == PARTITION and job["Account"] == ACCOUNT, (rule, job)
+    # Data rules: CPUs only, their config runtime (5 min) and memory (500 MB).
+    for rule in DATA_RULES - {"demo_corpus", "data_meta"}:
+        for job in jobs[rule]:
+            assert job["JOB_GRES"] == "(null)" and job["TimeLimit"] == "00:05:00", (rule, job)
+            assert job["MinMemoryNode"] == "500M", (rule, job)
+    # Pretraining: one GPU from the GRES, its runtime (10 min) and memory.
+    assert len(jobs["pretrain_teacher"]) == 1 and len(jobs["pretrain_model"]) == 2
+    for job in jobs["pretrain_teacher"] + jobs["pretrain_model"]:
+        assert job["JOB_GRES"] == "gpu:1" and job["SLURM_JOB_GPUS"] != "", job
+        assert job["TimeLimit"] == "00:10:00" and job["MinMemoryNode"] == "1000M", job
+    # The GLUE grid: one GPU each, a short runtime, submitted as one array job.
+    cells = jobs["finetune_cell"]
+    assert len(cells) == 2 * len(TASKS)  # two models x eight tasks x one cell
+    assert len({job["ArrayJobId"] for job in cells}) <= 2 and all(job.get("ArrayTaskId") for job in cells)
+    for job in cells:
+        assert job["JOB_GRES"] == "gpu:1" and job["TimeLimit"] == "00:04:00", job
+
+    local = tmp_path / "local"
+    run_snakemake(local, config, "table")
+    for name in ("table2.md", "table2.csv"):
+        assert (work / "results/tables" / name).read_text() == (local / "results/tables" / name).read_text(), name
+
+
+def test_profile_plans_the_paper_with_each_jobs_resources_without_slurm(tmp_path):
+    """`snakemake -n --profile slurm all` from the root: no SLURM needed, site settings from the environment."""
+    env = {**os.environ, "KDBUDGET_SLURM_ACCOUNT": "acct", "KDBUDGET_SLURM_PARTITION": "part1",
+           "KDBUDGET_SLURM_GPU_MODEL": "a100", "KDBUDGET_SLURM_SITE": str(tmp_path / "none.yaml")}
+    result = subprocess.run([str(SNAKEMAKE), "-n", "--profile", "slurm", "all", "--directory", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    blocks = {}
+    for block in re.split(r"^\[[^\]\n]+\]$", result.stdout, flags=re.M):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if rule:
+            blocks.setdefault(rule.group(1), block)
+    pretrain = blocks["pretrain_model"]
+    for expected in ("gpu=1", "cpus_per_gpu=8", "mem_mb=64000", "slurm_extra='--signal=B:USR1@300'",
+                     "slurm_account=acct", "slurm_partition=part1", "gpu_model=a100"):
+        assert expected in pretrain, expected
+    assert re.search(r"runtime=(360|900|1620)\b", pretrain)
+    assert "gpu=1" in blocks["finetune_cell"] and "runtime=480" in blocks["finetune_cell"]
+    assert "gpu" not in blocks["pack_shard"].split("resources:")[1] and "slurm_partition=part1" in blocks["pack_shard"]
+    assert " 768\n" in result.stdout.split("Job stats:")[1]  # 12 models x 8 tasks x 8 cells
+
+
+def test_a_run_without_account_or_partition_stops_with_a_clear_message(tmp_path, slurm_cluster):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KDBUDGET_SLURM_")}
+    env["KDBUDGET_SLURM_SITE"] = str(tmp_path / "none.yaml")
+    (tmp_path / "test-config.yaml").write_text(yaml.safe_dump(slice_config()), encoding="utf-8")
+    result = subprocess.run(["timeout", "-k", "10", "120", str(SNAKEMAKE), "data", "--profile", str(ROOT / "slurm"),
+                             "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                             "--configfile", str(tmp_path / "test-config.yaml")],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=150)
+    assert result.returncode != 0
+    assert "SLURM site settings missing: account, partition" in result.stderr
+    assert "KDBUDGET_SLURM_ACCOUNT" in result.stderr and not (tmp_path / "results").exists()
