@@ -152,3 +152,16 @@ def test_meta_describes_the_shards(packed_dirs):
     assert meta["seq_len"] == 128 and meta["sequences"] == records.shape[1]
     assert meta["tokens"] == int(records["length"][0].sum())
     assert meta["masking"]["duplication"] == 3 and len(meta["tokenizer"]["vocab_sha256"]) == 64
+
+
+def test_trained_vocabulary_is_the_same_in_every_process():
+    """The WordPiece trainer numbers tied merges in hash-map order; our ids must not depend on it."""
+    import subprocess
+    import sys
+
+    code = ("from kdbudget.data.tokenizer import train_wordpiece, vocab_hash\n"
+            "texts = [' '.join(f'w{(i*7+j*3)%211} x{j%17}' for j in range(30)) for i in range(3000)]\n"
+            "print(vocab_hash(train_wordpiece(texts, vocab_size=300, lowercase=True, min_frequency=1)))")
+    hashes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+              for _ in range(3)}
+    assert len(hashes) == 1

@@ -32,6 +32,11 @@ def train_wordpiece(texts: Iterable[str], *, vocab_size: int, lowercase: bool, m
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=SPECIAL_TOKENS, show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
+    # The trainer picks the same tokens every time but numbers merges that tie in
+    # hash-map order, so ids change from run to run. Ids in sorted order (special
+    # tokens first) make the packed data, and everything trained on it, reproducible.
+    ordered = SPECIAL_TOKENS + sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))
+    tok.model = models.WordPiece({token: i for i, token in enumerate(ordered)}, unk_token="[UNK]")
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
