@@ -69,15 +69,15 @@ def check_bert_tokenizer(tokenizer, where: str | Path) -> None:
             raise TokenizerError(f"{where}: the tokenizer defines no {role}")
 
 
-def check_vocab_matches_model(tokenizer, model_dir: str | Path) -> None:
-    """A tokenizer beside a model config (a teacher directory) must fit its embedding."""
+def check_vocab_matches_model(tokens: int, model_dir: str | Path) -> None:
+    """A tokenizer of ``tokens`` tokens beside a model config (a teacher directory) must fit its embedding."""
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
         return
     model_vocab = json.loads(config_path.read_text(encoding="utf-8")).get("vocab_size")
-    if model_vocab is not None and model_vocab != len(tokenizer):
+    if model_vocab is not None and model_vocab != tokens:
         raise TokenizerError(
-            f"tokenizer in {model_dir} has {len(tokenizer)} tokens but the model's {config_path} has "
+            f"tokenizer in {model_dir} has {tokens} tokens but the model's {config_path} has "
             f"vocab_size {model_vocab}: the tokenizer does not match the teacher's vocabulary"
         )
 
@@ -99,16 +99,9 @@ def check_tokenizer_dir(tokenizer_dir: str | Path) -> None:
     tokenizer_dir = Path(tokenizer_dir)
     if not tokenizer_dir.is_dir():
         raise TokenizerError(f"tokenizer directory not found: {tokenizer_dir}")
-    config_path = tokenizer_dir / "config.json"
     size = stored_vocab_size(tokenizer_dir)
-    if size is None or not config_path.is_file():
-        return
-    model_vocab = json.loads(config_path.read_text(encoding="utf-8")).get("vocab_size")
-    if model_vocab is not None and model_vocab != size:
-        raise TokenizerError(
-            f"tokenizer in {tokenizer_dir} has {size} tokens but the model's {config_path} has "
-            f"vocab_size {model_vocab}: the tokenizer does not match the teacher's vocabulary"
-        )
+    if size is not None:
+        check_vocab_matches_model(size, tokenizer_dir)
 
 
 def save_tokenizer(tokenizer, out_dir: str | Path) -> None:
@@ -136,7 +129,7 @@ def load_tokenizer(path: str | Path):
 def copy_tokenizer(src_dir: str | Path, out_dir: str | Path) -> dict:
     """Validate a user's (or fetched) tokenizer and store it with the data."""
     tokenizer = load_tokenizer(src_dir)
-    check_vocab_matches_model(tokenizer, src_dir)
+    check_vocab_matches_model(len(tokenizer), src_dir)
     save_tokenizer(tokenizer, out_dir)
     return {"vocab_size": len(tokenizer), "vocab_sha256": vocab_hash(tokenizer)}
 

@@ -138,12 +138,13 @@ class BertSelfAttention(nn.Module):
         )
 
 
-class BertSelfOutput(nn.Module):
-    """Output projection, dropout, residual, post-LayerNorm."""
+class BertResidualOutput(nn.Module):
+    """Projection to the hidden size, dropout, residual, post-LayerNorm: the end
+    of both sub-blocks (HF's BertSelfOutput and BertOutput, same parameter names)."""
 
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertConfig, in_features: int):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -155,7 +156,7 @@ class BertAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.self = BertSelfAttention(config)
-        self.output = BertSelfOutput(config)
+        self.output = BertResidualOutput(config, config.hidden_size)
 
     def forward(
         self, hidden: Tensor, key_mask: Tensor | None, request: Request | None = None
@@ -174,17 +175,6 @@ class BertIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden))
 
 
-class BertOutput(nn.Module):
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
-
-
 class BertLayer(nn.Module):
     """Post-LN transformer block: attention, then feed-forward."""
 
@@ -192,7 +182,7 @@ class BertLayer(nn.Module):
         super().__init__()
         self.attention = BertAttention(config)
         self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.output = BertResidualOutput(config, config.intermediate_size)
 
     def forward(
         self, hidden: Tensor, key_mask: Tensor | None, request: Request | None = None

@@ -182,6 +182,17 @@ def mean_row_kl(teacher_log_probs: Tensor, student_log_probs: Tensor, real: Tens
     return (kl * real[:, None, :]).sum() / (heads * real.sum())
 
 
+def relation_kl(student: tuple[Tensor, Tensor], teacher: tuple[Tensor, Tensor], heads: int, real: Tensor,
+                masked: bool) -> Tensor:
+    """MiniLM's relation loss: KL(teacher relation || student relation), each
+    softmax(X Y^T / sqrt(d_r)) over ``heads`` relation heads of (X, Y) [B, L, D]
+    pairs, averaged as :func:`mean_row_kl` (padded keys masked when ``masked``)."""
+    key_mask = real if masked else None
+    teacher_log_probs = relation_log_probs(*teacher, heads, key_mask)
+    student_log_probs = relation_log_probs(*student, heads, key_mask)
+    return mean_row_kl(teacher_log_probs, student_log_probs, real, masked)
+
+
 def projection(student_width: int, teacher_width: int, init_std: float) -> nn.Module:
     """W bridging widths: identity (no parameters) when equal, else a learnable
     Linear(student -> teacher) with BERT's init (N(0, std), zero bias), as TinyBERT's `fit_dense`."""

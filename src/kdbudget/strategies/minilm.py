@@ -6,7 +6,7 @@ from torch import Tensor
 from transformers import BertConfig
 
 from ..model.outputs import MLMOutput, Request
-from .base import Batch, Strategy, mean_row_kl, merge_heads, real_token_mask, relation_log_probs, require_teacher
+from .base import Batch, Strategy, mean_row_kl, merge_heads, real_token_mask, relation_kl, require_teacher
 
 
 def resolve_relation_heads(relation_heads: int | None, student: BertConfig, teacher: BertConfig) -> int:
@@ -81,19 +81,15 @@ class MiniLM(Strategy):
         student, teacher = student_out.layer(-1), teacher_out.layer(-1)
         real = real_token_mask(batch, student.values)
         masked = not self.paper_code
-        key_mask = real if masked else None
+        heads = self.relation_heads
         if self.attention_from_scores:
-            student_att = student.scores.float().log_softmax(dim=-1)
-            teacher_att = teacher.scores.float().log_softmax(dim=-1)
+            att = mean_row_kl(teacher.scores.float().log_softmax(dim=-1), student.scores.float().log_softmax(dim=-1),
+                              real, masked)
         else:
-            heads = self.relation_heads
-            student_att = relation_log_probs(merge_heads(student.queries), merge_heads(student.keys), heads, key_mask)
-            teacher_att = relation_log_probs(merge_heads(teacher.queries), merge_heads(teacher.keys), heads, key_mask)
-        att = mean_row_kl(teacher_att, student_att, real, masked)
+            att = relation_kl((merge_heads(student.queries), merge_heads(student.keys)),
+                              (merge_heads(teacher.queries), merge_heads(teacher.keys)), heads, real, masked)
         student_values, teacher_values = merge_heads(student.values), merge_heads(teacher.values)
-        student_vr = relation_log_probs(student_values, student_values, self.relation_heads, key_mask)
-        teacher_vr = relation_log_probs(teacher_values, teacher_values, self.relation_heads, key_mask)
-        val_rel = mean_row_kl(teacher_vr, student_vr, real, masked)
+        val_rel = relation_kl((student_values, student_values), (teacher_values, teacher_values), heads, real, masked)
         return {"loss": att + val_rel, "att": att, "val_rel": val_rel}
 
     def extra_flops_per_token(self, seq_len: int) -> float:

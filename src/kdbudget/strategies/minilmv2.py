@@ -6,7 +6,7 @@ from torch import Tensor
 from transformers import BertConfig
 
 from ..model.outputs import MLMOutput, Request
-from .base import Batch, Strategy, mean_row_kl, merge_heads, real_token_mask, relation_log_probs, require_teacher
+from .base import Batch, Strategy, merge_heads, real_token_mask, relation_kl, require_teacher
 from .minilm import resolve_relation_heads
 
 RELATIONS = ("queries", "keys", "values")
@@ -57,14 +57,12 @@ class MiniLMv2(Strategy):
         student, teacher = student_out.layer(-1), teacher_out.layer(-1)
         real = real_token_mask(batch, student.values)
         masked = not self.paper_code
-        key_mask = real if masked else None
         losses = {}
         for relation in RELATIONS:
             student_x = merge_heads(getattr(student, relation))
             teacher_x = merge_heads(getattr(teacher, relation))
-            student_rel = relation_log_probs(student_x, student_x, self.relation_heads, key_mask)
-            teacher_rel = relation_log_probs(teacher_x, teacher_x, self.relation_heads, key_mask)
-            losses[f"{relation[0]}_rel"] = mean_row_kl(teacher_rel, student_rel, real, masked)
+            losses[f"{relation[0]}_rel"] = relation_kl((student_x, student_x), (teacher_x, teacher_x),
+                                                       self.relation_heads, real, masked)
         return {"loss": sum(losses.values()), **losses}
 
     def extra_flops_per_token(self, seq_len: int) -> float:

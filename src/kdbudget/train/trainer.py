@@ -274,8 +274,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device) -> dict[str, An
                 with autocast():
                     student_out = student(batch["input_ids"], attention_mask=batch["attention_mask"],
                                           labels=batch["labels"], request=strategy.student_needs)
-                    teacher_out = teacher_forward(teacher, batch, strategy.teacher_needs,
-                                                  spec.strategy_options.get("fidelity", "paper"))
+                    teacher_out = teacher_forward(teacher, batch, strategy.teacher_needs, strategy.fidelity)
                 losses = strategy(student_out, teacher_out, batch)
                 scaler.scale(losses["loss"] / accumulation).backward()
                 for key, value in losses.items():
