@@ -197,8 +197,10 @@ def pretrain_resources(attribute):
     return settings[attribute]
 
 
-# Sent 300 s before the time limit, so the trainer writes a checkpoint that a retry resumes from.
-PRETRAIN_SLURM_EXTRA = "'--signal=B:USR1@300'"
+# Sent 300 s before the time limit to every process of the job step, so the trainer writes a
+# checkpoint that a retry resumes from. Not B: (the batch shell only): the plugin's batch script is
+# a plain sh that dies of USR1, and the trainer would get only SIGTERM and KillWait seconds.
+PRETRAIN_SLURM_EXTRA = "'--signal=USR1@300'"
 
 
 def pretrained_summaries():

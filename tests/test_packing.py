@@ -1,6 +1,7 @@
 """Packing and masking invariants, and static vs dynamic masking through the stored format."""
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from kdbudget.data.masking import MaskingSpec, mask_batch
 from kdbudget.data.packing import pack_document
 from kdbudget.data.storage import IGNORE_INDEX, PackedSplit
 from kdbudget.data.tokenizer import save_tokenizer, train_wordpiece
+from kdbudget.data.wordpiece import learn_vocabulary
 
 CLS, SEP, PAD, MASK = 2, 3, 0, 4
 
@@ -155,13 +157,38 @@ def test_meta_describes_the_shards(packed_dirs):
 
 
 def test_trained_vocabulary_is_the_same_in_every_process():
-    """The WordPiece trainer numbers tied merges in hash-map order; our ids must not depend on it."""
+    """Many tied pairs at the vocabulary limit: `tokenizers`' own trainer keeps a
+    different vocabulary in every process on this corpus; ours must not."""
     import subprocess
     import sys
 
-    code = ("from kdbudget.data.tokenizer import train_wordpiece, vocab_hash\n"
-            "texts = [' '.join(f'w{(i*7+j*3)%211} x{j%17}' for j in range(30)) for i in range(3000)]\n"
-            "print(vocab_hash(train_wordpiece(texts, vocab_size=300, lowercase=True, min_frequency=1)))")
-    hashes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-              for _ in range(3)}
+    code = ("import random\n"
+            "from kdbudget.data.tokenizer import train_wordpiece, vocab_hash\n"
+            "rng = random.Random(0)\n"
+            "words = [''.join(rng.choice('abcdefgh') for _ in range(rng.randint(3, 7))) for _ in range(400)]\n"
+            "texts = [' '.join(words[i:i + 20]) for i in range(0, 400, 20)]\n"
+            "print(vocab_hash(train_wordpiece(texts, vocab_size=60, lowercase=True, min_frequency=1)))")
+    hashes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(4)}
     assert len(hashes) == 1
+
+
+def test_wordpiece_vocabulary_merges_the_most_frequent_pair_first_and_ties_by_text():
+    # By hand: "ab" x3 and "abc" x2 give (a, ##b) 5 times, (##b, ##c) twice, (b, ##c) once in "bc".
+    counts = {"ab": 3, "abc": 2, "bc": 1, "xy": 1, "zw": 1}
+    alphabet = ["##b", "##c", "##w", "##y", "a", "b", "x", "z"]
+    specials = ["[PAD]", "[UNK]"]
+    full = learn_vocabulary(counts, vocab_size=100, min_frequency=1, special_tokens=specials)
+    # After "ab", (ab, ##c) occurs twice; then four pairs tie at one: bc, xy, zw in text order.
+    assert full == specials + alphabet + ["ab", "abc", "bc", "xy", "zw"]
+    assert learn_vocabulary(counts, vocab_size=len(specials) + len(alphabet) + 3, min_frequency=1,
+                            special_tokens=specials) == specials + alphabet + ["ab", "abc", "bc"]
+    assert learn_vocabulary(counts, vocab_size=100, min_frequency=2,
+                            special_tokens=specials) == specials + alphabet + ["ab", "abc"]
+
+
+def test_trained_tokenizer_encodes_with_the_learned_pieces():
+    tokenizer = train_wordpiece(["low lower lowest"] * 5 + ["newer wider"] * 2, vocab_size=40, lowercase=True,
+                                min_frequency=1)
+    assert tokenizer.tokenize("Lower") == ["lower"]
+    assert tokenizer.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) == [0, 1, 2, 3, 4]

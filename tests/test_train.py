@@ -196,3 +196,73 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, packed_dat
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
     rows = (Path(spec["out_dir"]) / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in rows] == list(range(1, 11))  # rank 0 alone writes
+
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes at any depth, from /proc (torchrun starts its workers in sessions of their own)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def test_two_process_job_warned_by_usr1_resumes_to_the_same_weights(tmp_path, packed_data):
+    """The multi-GPU path (kdbudget.train.launch -> torchrun -> 2 workers) gets USR1 in every
+    process, as SLURM sends it before a time limit: it checkpoints, fails, and a rerun ends
+    with the weights of an uninterrupted 2-process run, to the bit."""
+    overrides = {"student": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64, "dropout": 0.1},
+                 "optim": {"lr": 1e-3, "batch_size": 8, "micro_batch_size": 4},
+                 "budget": {"mode": "tokens", "limit": 8 * 128 * 60}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def job(spec: dict) -> list[str]:
+        return [sys.executable, "-c", "import json, sys; from kdbudget.train.launch import run; "
+                f"run(json.loads(sys.argv[1]), processes=2)", json.dumps(spec)]
+
+    straight = tiny_spec(tmp_path / "straight", packed_data, **overrides)
+    assert subprocess.run(job(straight), env=env, capture_output=True, timeout=300).returncode == 0
+
+    spec = tiny_spec(tmp_path / "warned", packed_data, **overrides)
+    metrics = Path(spec["checkpoint_dir"]) / "metrics.jsonl"
+    first = subprocess.Popen(job(spec), env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 8:
+            break
+        time.sleep(0.02)
+    assert first.poll() is None, "training finished before it could be warned"
+    for pid in [first.pid, *_descendants(first.pid)]:  # every process of the job, as SLURM signals a job step
+        os.kill(pid, signal.SIGUSR1)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 1 and "a rerun resumes from" in stderr, stderr[-2000:]
+    assert (Path(spec["checkpoint_dir"]) / "checkpoint.pt").is_file() and not Path(spec["out_dir"]).exists()
+
+    assert subprocess.run(job(spec), env=env, capture_output=True, timeout=300).returncode == 0
+    summary = json.loads((Path(spec["out_dir"]) / "summary.json").read_text())
+    assert summary["resumes"] == 1 and summary["steps"] == 60 and summary["device"].endswith("x 2")
+    a = load_file(Path(straight["out_dir"]) / "model.safetensors")
+    b = load_file(Path(spec["out_dir"]) / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+def test_progress_bar_is_throttled_off_a_terminal(tmp_path, packed_data):
+    """Off a terminal the bar draws at its start and end only (its interval is 30 s), not
+    once per logged step: a cluster log stays readable."""
+    spec = tiny_spec(tmp_path, packed_data, budget={"mode": "tokens", "limit": 8 * 128 * 12}, log_every_steps=1)
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        subprocess.run([sys.executable, "-m", "kdbudget.train", str(spec_path)], stderr=stderr, check=True,
+                       timeout=120)
+    draws = (tmp_path / "stderr.txt").read_text().count("nokd2:")
+    rows = len((Path(spec["out_dir"]) / "metrics.jsonl").read_text().splitlines())
+    assert rows == 12 and draws <= 3, draws

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from kdbudget.data.wordpiece import count_words, learn_vocabulary
 from kdbudget.io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -23,20 +24,18 @@ class TokenizerError(ValueError):
 
 def train_wordpiece(texts: Iterable[str], *, vocab_size: int, lowercase: bool, min_frequency: int):
     """Train a BERT-style WordPiece tokenizer and wrap it for `transformers`."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase, clean_text=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
-    # The trainer picks the same tokens every time but numbers merges that tie in
-    # hash-map order, so ids change from run to run. Ids in sorted order (special
-    # tokens first) make the packed data, and everything trained on it, reproducible.
-    ordered = SPECIAL_TOKENS + sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))
-    tok.model = models.WordPiece({token: i for i, token in enumerate(ordered)}, unk_token="[UNK]")
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase, clean_text=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # Our own learner, not tokenizers' WordPieceTrainer: that one keeps different
+    # tokens from run to run (see kdbudget.data.wordpiece).
+    vocab = learn_vocabulary(count_words(texts, normalizer, pre_tokenizer), vocab_size=vocab_size,
+                             min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS)
+    tok = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",

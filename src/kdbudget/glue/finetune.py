@@ -287,7 +287,8 @@ def train_epochs(model: BertForGlue, train: Encoded, plans: list[list[np.ndarray
             step += 1
             bar.update(len(index))
             if step % 50 == 0:  # reading the loss waits for the GPU: not every step
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                                refresh=False)  # the bar's own interval decides when to draw
         seen = sum(len(index) for index in plan)
         epoch_losses.append(float(loss_sum) / seen)
         log.info("%s epoch %d/%d: train loss %.4f, %.0f examples/s", desc, epoch + 1, len(plans), epoch_losses[-1],

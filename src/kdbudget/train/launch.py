@@ -4,6 +4,9 @@ process per GPU when the job has several (data parallel)."""
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +14,9 @@ from typing import Any
 
 from kdbudget.io import atomic_path
 from kdbudget.train.spec import RunSpec
-from kdbudget.train.trainer import Interrupted, pretrain
+from kdbudget.train.trainer import pretrain
+
+log = logging.getLogger(__name__)
 
 
 def run(spec: dict[str, Any], *, processes: int = 1, log_file: str | None = None) -> None:
@@ -25,6 +30,17 @@ def run(spec: dict[str, Any], *, processes: int = 1, log_file: str | None = None
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", str(processes), "-m", "kdbudget.train", str(spec_path)]
     if log_file:
         cmd += ["--log-file", str(log_file)]
-    code = subprocess.run(cmd).returncode
+    log.info("%s: torchrun with %d processes, CUDA_VISIBLE_DEVICES=%s", spec["name"], processes,
+             os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
+    # SLURM's time-limit warning (--signal=USR1@300) reaches every process of the job step. The
+    # workers checkpoint on it; this process and torchrun (which inherits the setting) must not
+    # die of it first, or the workers would be torn down mid-checkpoint.
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        code = subprocess.run(cmd).returncode
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
     if code:
-        raise Interrupted(code) if code > 128 else RuntimeError(f"torchrun exited with {code}: {' '.join(cmd)}")
+        checkpoint = Path(spec["checkpoint_dir"]) / "checkpoint.pt"
+        resume = f"; a rerun resumes from {checkpoint}" if checkpoint.is_file() else ""
+        raise RuntimeError(f"torchrun exited with {code}{resume}: {' '.join(cmd)}")

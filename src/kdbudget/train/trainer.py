@@ -318,7 +318,8 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device) -> dict[str, An
                        "tokens_per_second": round((spent.tokens - last_log["tokens"]) / window, 1) if window else None}
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_second'] or 0:.0f}")
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_second'] or 0:.0f}",
+                                refresh=False)  # the bar's own interval decides when to draw
                 last_log = {"time": now, "tokens": spent.tokens, "seconds": spent.seconds}
 
             if signum is not None or due:
