@@ -138,8 +138,9 @@ def books_dir(tmp_path: Path) -> Path:
     return write_books(tmp_path / "sources" / "books")
 
 
-def make_packed_data(directory: Path, *, docs: int = 40, vocab_size: int = 200, seed: int = 0) -> Path:
-    """A small packed corpus (static masking) made with the real data-stage functions."""
+def make_packed_data(directory: Path, *, docs: int = 40, vocab_size: int = 200, seed: int = 0,
+                     masking: str = "static") -> Path:
+    """A small packed corpus made with the real data-stage functions."""
     import json
 
     from kdbudget.data.build import PackingConfig, pack_shard, write_meta
@@ -158,7 +159,7 @@ def make_packed_data(directory: Path, *, docs: int = 40, vocab_size: int = 200, 
     doc_file = directory / "docs.jsonl"
     doc_file.write_text("".join(json.dumps({"source": "bookcorpus", "id": f"d{i}", "title": "", "text": t}) + "\n"
                                 for i, t in enumerate(texts)))
-    config = PackingConfig(duplication=2)
+    config = PackingConfig(masking=masking, duplication=2 if masking == "static" else 1)
     for name, key in (("train-000", (0, 0)), ("validation-000", (1, 0))):
         pack_shard(doc_file, tokenizer_dir, directory / f"{name}.npy", config, seed=seed, shard_key=key)
     write_meta(directory / "meta.json", train_shards=[directory / "train-000.npy"],
@@ -184,3 +185,8 @@ def tiny_spec(tmp_path: Path, data_dir: Path, name: str = "nokd2", strategy: str
 @pytest.fixture(scope="session")
 def packed_data(tmp_path_factory) -> Path:
     return make_packed_data(tmp_path_factory.mktemp("packed"))
+
+
+@pytest.fixture(scope="session")
+def packed_dynamic(tmp_path_factory) -> Path:
+    return make_packed_data(tmp_path_factory.mktemp("packed-dynamic"), masking="dynamic")

@@ -173,8 +173,11 @@ def test_checkpoint_of_another_run_is_refused(tmp_path, packed_data):
                                                                          log_every_steps=7)))
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path, packed_data):
-    """torchrun with the gloo backend on the CPU: data parallel = one process, up to float rounding."""
+@pytest.mark.parametrize("masking", ["static", "dynamic"])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, masking, request):
+    """torchrun with the gloo backend on the CPU: data parallel = one process, up to float rounding,
+    with stored masks and with masks drawn as the batches are read."""
+    packed_data = request.getfixturevalue("packed_data" if masking == "static" else "packed_dynamic")
     overrides = {"student": {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64, "dropout": 0.0},
                  "optim": {"lr": 1e-3, "batch_size": 8, "micro_batch_size": 4},
                  "budget": {"mode": "tokens", "limit": 8 * 128 * 10}, "checkpoint_every_steps": 4}

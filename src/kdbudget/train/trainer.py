@@ -155,6 +155,10 @@ def _read_metrics(path: Path, up_to_step: int) -> list[str]:
     return [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= up_to_step]
 
 
+def _concat(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return batches[0] if len(batches) == 1 else {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+
+
 def pretrain(spec: RunSpec) -> dict[str, Any]:
     """Train ``spec.name`` until its budget is spent; returns the summary."""
     set_threads(spec.threads)
@@ -267,8 +271,10 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device) -> dict[str, An
             components: dict[str, torch.Tensor] = {}
             masked = 0
             for _ in range(accumulation):
-                # Every process reads the global micro-batch and trains on its own slice.
-                host_batch = stream.next(opt.micro_batch_size * world.size)
+                # Every process reads the global micro-batch and trains on its own slice. It is read
+                # as one process would read it, micro-batch by micro-batch, so dynamic masks (keyed by
+                # position) are the same for any number of processes.
+                host_batch = _concat([stream.next(opt.micro_batch_size) for _ in range(world.size)])
                 masked += int((host_batch["labels"] != -100).sum())  # on the host: no device sync
                 batch = {k: v[mine].to(device, non_blocking=True) for k, v in host_batch.items()}
                 with autocast():
