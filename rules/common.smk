@@ -260,9 +260,9 @@ def all_targets():
 
 
 # --- cluster site settings ---------------------------------------------------
-# Account, partition, QOS, constraint and GPU model of the user's cluster:
-# environment variables KDBUDGET_SLURM_<KEY> (ACCOUNT, PARTITION, QOS,
-# CONSTRAINT, GPU_MODEL) over an untracked YAML file (slurm/site.yaml, or the
+# Account, partition, QOS, constraint, GPU model and GPU request style of the
+# user's cluster: environment variables KDBUDGET_SLURM_<KEY> (ACCOUNT, PARTITION,
+# QOS, CONSTRAINT, GPU_MODEL, GPU_REQUEST) over an untracked YAML file (slurm/site.yaml, or the
 # file named by KDBUDGET_SLURM_SITE; see slurm/site.example.yaml). Every rule
 # that can run as a cluster job adds them to its resources (**slurm_site()).
 
@@ -272,7 +272,9 @@ SLURM_SITE_KEYS = {
     "qos": "qos",
     "constraint": "constraint",
     "gpu_model": "gpu_model",
+    "gpu_request": None,  # how GPU jobs ask: "gpus" (sbatch --gpus, the default) or "gres" (--gres=gpu:...)
 }
+GPU_REQUESTS = ("gpus", "gres")
 
 
 def _read_slurm_site():
@@ -288,7 +290,11 @@ def _read_slurm_site():
         value = os.environ.get(f"KDBUDGET_SLURM_{key.upper()}")
         if value:
             site[key] = value
-    return {key: str(value) for key, value in site.items() if value not in (None, "")}, path
+    site = {key: str(value) for key, value in site.items() if value not in (None, "")}
+    if site.get("gpu_request", "gpus") not in GPU_REQUESTS:
+        raise WorkflowError(f"SLURM site setting gpu_request (KDBUDGET_SLURM_GPU_REQUEST or {path}) must be one "
+                            f"of {', '.join(GPU_REQUESTS)}, got {site['gpu_request']!r}")
+    return site, path
 
 
 SLURM_SITE, SLURM_SITE_FILE = _read_slurm_site()
@@ -318,7 +324,17 @@ onstart:
 
 
 def slurm_site(gpus=0):
-    """The site's resources for one rule; the GPU model only where the rule asks for GPUs."""
-    return {
-        SLURM_SITE_KEYS[key]: value for key, value in SLURM_SITE.items() if key != "gpu_model" or gpus > 0
+    """One rule's cluster resources: the site's settings and, where the rule trains, its GPUs, as
+    `gpu` (+ `gpu_model`: sbatch --gpus=[MODEL:]N) or, with gpu_request "gres", as
+    `gres` (--gres=gpu:[MODEL:]N) for clusters that take GPUs only that way."""
+    resources = {
+        SLURM_SITE_KEYS[key]: value for key, value in SLURM_SITE.items() if key not in ("gpu_model", "gpu_request")
     }
+    if gpus > 0 and SLURM_SITE.get("gpu_request", "gpus") == "gres":
+        model = [SLURM_SITE["gpu_model"]] if "gpu_model" in SLURM_SITE else []
+        resources["gres"] = ":".join(["gpu", *model, str(gpus)])
+    elif gpus > 0:
+        resources["gpu"] = gpus
+        if "gpu_model" in SLURM_SITE:
+            resources["gpu_model"] = SLURM_SITE["gpu_model"]
+    return resources

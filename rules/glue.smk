@@ -60,7 +60,6 @@ rule finetune_cell:
         "logs/glue/{model}/{task}/{cell}.log",
     threads: glue_resources("threads")
     resources:
-        gpu=glue_resources("gpu"),
         cpus_per_gpu=glue_resources("cpus_per_gpu"),
         runtime=glue_resources("runtime"),
         mem_mb=glue_resources("mem_mb"),

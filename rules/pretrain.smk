@@ -33,11 +33,11 @@ rule pretrain_teacher:
         expand("results/teachers/{{teacher}}/{file}", file=PRETRAIN_OUTPUTS),
     params:
         spec=pretrain_teacher_spec,
+        gpus=pretrain_resources("gpu"),  # torchrun's process count, however the cluster is asked for them
     log:
         "logs/pretrain/teacher-{teacher}.log",
     threads: pretrain_resources("threads")
     resources:
-        gpu=pretrain_resources("gpu"),
         cpus_per_gpu=pretrain_resources("cpus_per_gpu"),
         mem_mb=pretrain_resources("mem_mb"),
         runtime=pretrain_resources("runtime"),
@@ -56,11 +56,11 @@ rule pretrain_model:
         expand("results/pretrain/{{model}}/{file}", file=PRETRAIN_OUTPUTS),
     params:
         spec=pretrain_spec,
+        gpus=pretrain_resources("gpu"),
     log:
         "logs/pretrain/{model}.log",
     threads: pretrain_resources("threads")
     resources:
-        gpu=pretrain_resources("gpu"),
         cpus_per_gpu=pretrain_resources("cpus_per_gpu"),
         mem_mb=pretrain_resources("mem_mb"),
         runtime=pretrain_resources("runtime"),

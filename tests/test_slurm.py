@@ -195,26 +195,45 @@ def test_slice_runs_as_slurm_jobs_with_the_declared_resources(tmp_path, slurm_cl
     remote_table, local_table = ((d / "results/tables/table2.csv").read_text() for d in (work, local))
     assert remote_table == local_table
 
-def test_profile_plans_the_paper_with_each_jobs_resources_without_slurm(tmp_path):
-    """`snakemake -n --profile slurm all` from the root: no SLURM needed, site settings from the environment."""
-    env = {**os.environ, "KDBUDGET_SLURM_ACCOUNT": "acct", "KDBUDGET_SLURM_PARTITION": "part1",
-           "KDBUDGET_SLURM_GPU_MODEL": "a100", "KDBUDGET_SLURM_SITE": str(tmp_path / "none.yaml")}
+def plan_paper(tmp_path: Path, **site: str) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """`snakemake -n --profile slurm all` from the root with site settings from the environment;
+    the planned jobs' blocks by rule."""
+    env = {**os.environ, "KDBUDGET_SLURM_SITE": str(tmp_path / "none.yaml"),
+           **{f"KDBUDGET_SLURM_{key.upper()}": value for key, value in site.items()}}
     result = subprocess.run([str(SNAKEMAKE), "-n", "--profile", "slurm", "all", "--directory", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
     blocks = {}
     for block in re.split(r"^\[[^\]\n]+\]$", result.stdout, flags=re.M):
         rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
         if rule:
-            blocks.setdefault(rule.group(1), block)
+            blocks.setdefault(rule.group(1), block.split("resources:")[-1].split("\n")[0])
+    return result, blocks
+
+
+def test_profile_plans_the_paper_with_each_jobs_resources_without_slurm(tmp_path):
+    """No SLURM needed to plan; GPU jobs ask with --gpus (and the site's GPU model)."""
+    result, blocks = plan_paper(tmp_path, account="acct", partition="part1", gpu_model="a100")
+    assert result.returncode == 0, result.stderr[-3000:]
     pretrain = blocks["pretrain_model"]
     for expected in ("gpu=1", "cpus_per_gpu=8", "mem_mb=64000", "slurm_extra='--signal=USR1@300'",
                      "slurm_account=acct", "slurm_partition=part1", "gpu_model=a100"):
         assert expected in pretrain, expected
     assert re.search(r"runtime=(360|900|1620)\b", pretrain)
     assert "gpu=1" in blocks["finetune_cell"] and "runtime=480" in blocks["finetune_cell"]
-    assert "gpu" not in blocks["pack_shard"].split("resources:")[1] and "slurm_partition=part1" in blocks["pack_shard"]
+    assert "gpu" not in blocks["pack_shard"] and "slurm_partition=part1" in blocks["pack_shard"]
     assert " 768\n" in result.stdout.split("Job stats:")[1]  # 12 models x 8 tasks x 8 cells
+
+
+def test_sites_that_take_gpus_as_gres_get_them_that_way(tmp_path):
+    result, blocks = plan_paper(tmp_path, account="acct", partition="part1", gpu_model="a100", gpu_request="gres")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rule in ("pretrain_model", "finetune_cell"):
+        resources = blocks[rule].split(", ")
+        assert "gres=gpu:a100:1" in resources and not any(r.startswith(("gpu=", "gpu_model=")) for r in resources)
+    assert "gres" not in blocks["pack_shard"]
+    result, _ = plan_paper(tmp_path, account="acct", partition="part1", gpu_request="mig")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "gpu_request" in out and "must be one of gpus, gres, got 'mig'" in out, out
 
 
 def test_a_run_without_account_or_partition_stops_with_a_clear_message(tmp_path, slurm_cluster):

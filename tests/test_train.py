@@ -126,6 +126,16 @@ def _start(spec_path: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "kdbudget.train", str(spec_path), "--log-file", str(log)])
 
 
+def _wait_for_steps(process: subprocess.Popen, metrics: Path, steps: int) -> None:
+    """Until a running training process has logged ``steps`` steps; it must still be running then."""
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= steps:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "training finished before it could be interrupted"
+
+
 def test_killed_and_resumed_run_is_bit_identical(tmp_path, packed_data):
     budget = {"mode": "flops", "limit": 6.0e9}
     straight = pretrain(RunSpec.from_dict(tiny_spec(tmp_path / "a", packed_data, budget=budget)))
@@ -136,12 +146,7 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path, packed_data):
     spec_path.write_text(json.dumps(spec))
     metrics = Path(spec["checkpoint_dir"]) / "metrics.jsonl"
     process = _start(spec_path, tmp_path / "first.log")
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 8:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "training finished before it could be interrupted"
+    _wait_for_steps(process, metrics, 8)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert (Path(spec["checkpoint_dir"]) / "checkpoint.pt").is_file()
@@ -238,12 +243,7 @@ def test_two_process_job_warned_by_usr1_resumes_to_the_same_weights(tmp_path, pa
     spec = tiny_spec(tmp_path / "warned", packed_data, **overrides)
     metrics = Path(spec["checkpoint_dir"]) / "metrics.jsonl"
     first = subprocess.Popen(job(spec), env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and first.poll() is None:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 8:
-            break
-        time.sleep(0.02)
-    assert first.poll() is None, "training finished before it could be warned"
+    _wait_for_steps(first, metrics, 8)
     for pid in [first.pid, *_descendants(first.pid)]:  # every process of the job, as SLURM signals a job step
         os.kill(pid, signal.SIGUSR1)
     _, stderr = first.communicate(timeout=120)

@@ -4,5 +4,5 @@ from kdbudget.train.launch import run
 
 setup_logging(snakemake.log[0])
 spec = snakemake.params.spec
-gpus = int(snakemake.resources.get("gpu", 0) or 0)
+gpus = int(snakemake.params.gpus or 0)
 run({**spec, "threads": spec["threads"] or snakemake.threads}, processes=max(1, gpus), log_file=snakemake.log[0])
