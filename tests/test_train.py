@@ -269,3 +269,22 @@ def test_progress_bar_is_throttled_off_a_terminal(tmp_path, packed_data):
     draws = (tmp_path / "stderr.txt").read_text().count("nokd2:")
     rows = len((Path(spec["out_dir"]) / "metrics.jsonl").read_text().splitlines())
     assert rows == 12 and draws <= 3, draws
+
+
+def test_a_stop_signal_after_the_last_step_lets_the_run_finish(tmp_path, packed_data):
+    """SLURM's warning may come while the model is evaluated and written: too late to checkpoint,
+    and no reason to throw the finished run away."""
+    spec = tiny_spec(tmp_path, packed_data)
+    code = ("import json, os, signal, sys\n"
+            "import kdbudget.train.trainer as trainer\n"
+            "real = trainer.evaluate\n"
+            "def evaluate(*args, **kwargs):\n"
+            "    os.kill(os.getpid(), signal.SIGUSR1)\n"
+            "    return real(*args, **kwargs)\n"
+            "trainer.evaluate = evaluate\n"
+            "trainer.pretrain(trainer.RunSpec.from_dict(json.loads(sys.argv[1])))\n")
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((Path(spec["out_dir"]) / "summary.json").read_text())
+    assert summary["steps"] == 12 and summary["resumes"] == 0

@@ -165,12 +165,16 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     world, device = init_world(pick_device(spec.device))
     try:
-        return _pretrain(spec, world, device)
+        # The handlers stay for the whole run: a stop signal during the loop ends it at the next step
+        # with a checkpoint; one after the loop (evaluation, writing the model) is too late to
+        # matter and must not kill a run that is about to finish.
+        with _StopFlag() as stop:
+            return _pretrain(spec, world, device, stop)
     finally:
         close_world(world)
 
 
-def _pretrain(spec: RunSpec, world: World, device: torch.device) -> dict[str, Any]:
+def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag) -> dict[str, Any]:
     hardware = device_name(device) + (f" x {world.size}" if world.distributed else "")
     data_dir = Path(spec.data_dir)
     meta = load_meta(data_dir)
@@ -262,7 +266,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device) -> dict[str, An
     last_log = {"time": time.perf_counter(), "tokens": spent.tokens, "seconds": spent.seconds}
     last_checkpoint = time.monotonic()
     metrics_file = open(metrics_path, "a", encoding="utf-8") if world.is_main else contextlib.nullcontext()
-    with metrics_file as metrics, _StopFlag() as stop:
+    with metrics_file as metrics:
         while not budget.should_stop(spent, step_cost[budget.unit]):
             started = time.perf_counter()
             fraction = budget.fraction(spent)
