@@ -179,7 +179,7 @@ def test_wordpiece_vocabulary_merges_the_most_frequent_pair_first_and_ties_by_te
     alphabet = ["##b", "##c", "##w", "##y", "a", "b", "x", "z"]
     specials = ["[PAD]", "[UNK]"]
     full = learn_vocabulary(counts, vocab_size=100, min_frequency=1, special_tokens=specials)
-    # After "ab", (ab, ##c) occurs twice; then four pairs tie at one: bc, xy, zw in text order.
+    # After "ab", (ab, ##c) occurs twice; then three pairs tie at one: bc, xy, zw in text order.
     assert full == specials + alphabet + ["ab", "abc", "bc", "xy", "zw"]
     assert learn_vocabulary(counts, vocab_size=len(specials) + len(alphabet) + 3, min_frequency=1,
                             special_tokens=specials) == specials + alphabet + ["ab", "abc", "bc"]

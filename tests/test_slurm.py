@@ -5,8 +5,10 @@ starts it before `make test` and stops it after).
 A fast slice of the demo (the data, a teacher, nokd2 and one KD model, each
 pretrained on both GPUs under torchrun, a one-cell GLUE grid on the demo's
 eight tasks, tiny, as Table 2 needs every column; the table) runs as SLURM
-jobs. Midway, nokd2 gets SLURM's time-limit warning (USR1 to its job step): it
-checkpoints, the job fails, and the profile's retry resumes it. The node's
+jobs. Every pretraining job first stops itself before its (shortened) time
+limit, with a checkpoint, and the profile's retry resumes it; midway through
+its retry nokd2 also gets SLURM's time-limit warning (USR1 to its job step)
+and is resumed once more. The node's
 prolog saves each job's `scontrol show job` (under $KDBUDGET_SLURM_STATE/jobs),
 so the test checks what every job was granted against what its rule declares,
 and that the weights and the table equal a local, uninterrupted run's, to the
@@ -83,6 +85,9 @@ def slice_config() -> dict:
     config["resources"]["pretrain"].update({"gpu": 2, "cpus_per_gpu": 1, "runtime": 10})
     # Three epochs keep nokd2 training long enough (some seconds) to be interrupted.
     config["groups"]["small"]["budget"]["epochs"] = 3
+    # Stop 599 s before a 10-minute limit: every pretraining job's first attempt stops with a
+    # checkpoint after one step (its job started more than a second earlier); a retry gets 15 minutes.
+    config["pretrain"]["stop_before_time_limit_minutes"] = 599 / 60
     # Table 2 needs every GLUE column: the demo's eight tasks, tiny, one grid cell each.
     config["glue"] = {"source": "demo", "demo": {"sizes": {task: 16 for task in TASKS}},
                       "grid": {"batch_size": [8], "lr": [1.0e-3]}, "epochs": 1}
@@ -103,10 +108,7 @@ def job_records(run_id: str) -> dict[str, list[dict[str, str]]]:
     return by_rule
 
 
-signalled: list[str] = []
-
-
-def _warn_of_time_limit(work: Path, model: str, snakemake: subprocess.Popen) -> None:
+def _warn_of_time_limit(work: Path, model: str, snakemake: subprocess.Popen, signalled: list[str]) -> None:
     """Do what SLURM does 300 s before a job's time limit (--signal=USR1@300): send USR1 to every
     process of the job step, here once `model` has trained a few steps."""
     metrics = work / "results/checkpoints" / model / "metrics.jsonl"
@@ -134,9 +136,10 @@ def test_slice_runs_as_slurm_jobs_with_the_declared_resources(tmp_path, slurm_cl
            "--configfile", str(work / "test-config.yaml"),
            # No accounting on the test cluster: poll squeue (MinJobAge=300 keeps finished jobs there).
            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-           "--slurm-keep-successful-logs", "--latency-wait", "5", "--retries", "1"]
+           "--slurm-keep-successful-logs", "--latency-wait", "5", "--retries", "2"]
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=work, env=env)
-    interrupt = threading.Thread(target=_warn_of_time_limit, args=(work, "nokd2", process), daemon=True)
+    signalled: list[str] = []
+    interrupt = threading.Thread(target=_warn_of_time_limit, args=(work, "nokd2", process, signalled), daemon=True)
     interrupt.start()
     out, _ = process.communicate(timeout=960)
     assert process.returncode == 0, f"snakemake --profile slurm failed ({process.returncode}):\n{out[-8000:]}"
@@ -155,24 +158,24 @@ def test_slice_runs_as_slurm_jobs_with_the_declared_resources(tmp_path, slurm_cl
         for job in jobs[rule]:
             assert job["JOB_GRES"] == "(null)" and job["TimeLimit"] == "00:05:00", (rule, job)
             assert job["MinMemoryNode"] == "500M", (rule, job)
-    # Pretraining: two GPUs from the GRES, its runtime (10 min) and memory; nokd2's retry after the
-    # interruption got 50% more time.
+    # Pretraining: two GPUs from the GRES, its runtime (10 min) and memory, +50% per retry. Every
+    # job stopped before its time limit once; nokd2 was warned by USR1 in its second attempt too.
     pretraining = jobs["pretrain_teacher"] + jobs["pretrain_model"]
-    assert len(jobs["pretrain_teacher"]) == 1 and len(jobs["pretrain_model"]) == 3
+    assert len(jobs["pretrain_teacher"]) == 2 and len(jobs["pretrain_model"]) == 5
     for job in pretraining:
         assert job["JOB_GRES"] == "gpu:2" and len(job["SLURM_JOB_GPUS"].split(",")) == 2, job
         assert job["MinMemoryNode"] == "1000M", job
     limits = sorted(job["TimeLimit"] for job in pretraining)
-    assert limits == ["00:10:00"] * 3 + ["00:15:00"], limits
+    assert limits == ["00:10:00"] * 3 + ["00:15:00"] * 3 + ["00:20:00"], limits
     # One torchrun per job, seeing both GPUs (Snakemake starts a retried job's log afresh).
     for name in ("teacher-t4", "nokd2", "minilm2"):
         text = (work / "logs/pretrain" / f"{name}.log").read_text()
         launches = re.findall(r"torchrun with (\d) processes, CUDA_VISIBLE_DEVICES=(\S+)", text)
         assert len(launches) == 1 and launches[0][0] == "2" and len(launches[0][1].split(",")) == 2, launches
-        assert ("resumed nokd2 at step" in text) == (name == "nokd2")
+        assert f"resumed {name.removeprefix('teacher-')} at step" in text
     summaries = {name: json.loads((work / "results/pretrain" / name / "summary.json").read_text())
                  for name in ("nokd2", "minilm2")}
-    assert summaries["nokd2"]["resumes"] == 1 and summaries["minilm2"]["resumes"] == 0
+    assert summaries["nokd2"]["resumes"] == 2 and summaries["minilm2"]["resumes"] == 1
     assert all(s["device"].endswith(" x 2") for s in summaries.values())
     # The GLUE grid: one GPU each, a short runtime, submitted as one array job.
     cells = jobs["finetune_cell"]

@@ -101,6 +101,7 @@ def common_spec(config: dict[str, Any]) -> dict[str, Any]:
     return {"seed": config["seed"], "precision": p["precision"], "threads": p["threads"],
             "checkpoint_every_seconds": 60.0 * p["checkpoint_every_minutes"],
             "checkpoint_every_steps": p["checkpoint_every_steps"], "log_every_steps": p["log_every_steps"],
+            "stop_before_time_limit_seconds": 60.0 * p["stop_before_time_limit_minutes"],
             "eval_sequences": p["eval_sequences"]}
 
 

@@ -52,7 +52,8 @@ def learn_vocabulary(word_counts: Mapping[str, int], *, vocab_size: int, min_fre
 
     A word's first character stands alone and the others carry the ``##``
     prefix. Merging stops at ``vocab_size`` tokens or when the most frequent
-    pair occurs fewer than ``min_frequency`` times.
+    pair occurs fewer than ``min_frequency`` times. The special tokens and the
+    whole alphabet are always kept, even where they alone exceed ``vocab_size``.
     """
     words = sorted(word_counts)
     counts = [word_counts[w] for w in words]

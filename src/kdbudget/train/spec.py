@@ -77,6 +77,7 @@ class RunSpec:
     threads: int | None = None
     checkpoint_every_seconds: float = 1800.0
     checkpoint_every_steps: int = 0
+    stop_before_time_limit_seconds: float = 600.0
     log_every_steps: int = 10
     eval_sequences: int = 2048
     compile: bool = False

@@ -31,6 +31,7 @@ from kdbudget.model.flops import train_step_flops
 from kdbudget.strategies import build_strategy, teacher_forward
 from kdbudget.train.budget import Budget, Spent
 from kdbudget.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from kdbudget.train.deadline import job_end_time
 from kdbudget.train.distributed import (World, agree_max, agree_mean, average_gradients, close_world,
                                         gather_objects, init_world)
 from kdbudget.train.optim import build_optimizer, set_lr
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+EXIT_TIME_LIMIT = 75  # EX_TEMPFAIL: stopped before the job's time limit; a rerun resumes
 
 
 class BudgetError(RuntimeError):
@@ -139,7 +141,8 @@ class _StopFlag:
 # Settings that change what a run computes; the others (threads, logging,
 # checkpoint cadence, paths) may differ between a run and its resume.
 _RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_steps", "log_every_steps",
-                      "eval_sequences", "out_dir", "checkpoint_dir", "data_dir", "teacher_dir", "device"}
+                      "eval_sequences", "out_dir", "checkpoint_dir", "data_dir", "teacher_dir", "device",
+                      "stop_before_time_limit_seconds"}
 
 
 def run_identity(spec: RunSpec) -> str:
@@ -257,6 +260,11 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                  "seconds": 0.0}
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext)
     student.train()
+    end_time = job_end_time() if world.is_main else None  # rank 0's clock decides for every process
+    stop_at = end_time - spec.stop_before_time_limit_seconds if end_time else None
+    if stop_at is not None:
+        log.info("%s: the SLURM job ends at %s; training stops with a checkpoint by %s", spec.name,
+                 time.strftime("%H:%M:%S", time.localtime(end_time)), time.strftime("%H:%M:%S", time.localtime(stop_at)))
     log.info("%s: %s on %s, budget %s, %d-step accumulation, %s", spec.name, spec.strategy, hardware,
              budget.as_dict(), accumulation, "autocast " + str(amp_dtype) if amp_dtype else "fp32")
 
@@ -299,9 +307,11 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                 torch.cuda.synchronize(device)
             due = bool(spec.checkpoint_every_steps and (spent.steps + 1) % spec.checkpoint_every_steps == 0) or \
                 time.monotonic() - last_checkpoint >= spec.checkpoint_every_seconds
-            # One decision for the whole job: the slowest process's time, any stop signal, any due checkpoint.
-            elapsed, signum, due = agree_max([time.perf_counter() - started, stop.signum or 0, float(due)],
-                                             world, device)
+            late = stop_at is not None and time.time() >= stop_at
+            # One decision for the whole job: the slowest process's time, any stop signal, any due
+            # checkpoint, the job's time limit.
+            elapsed, signum, due, late = agree_max(
+                [time.perf_counter() - started, stop.signum or 0, float(due), float(late)], world, device)
             signum = int(signum) or None
 
             step_flops = flops_cost(masked / opt.batch_size)
@@ -332,15 +342,21 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                                 refresh=False)  # the bar's own interval decides when to draw
                 last_log = {"time": now, "tokens": spent.tokens, "seconds": spent.seconds}
 
-            if signum is not None or due:
+            # A stop after the last step would only make a retry resume to do nothing.
+            stopping = (signum is not None or bool(late)) and not budget.should_stop(spent, step_cost[budget.unit])
+            if stopping or due:
                 if world.is_main:
                     metrics.flush()
                 checkpoint()
                 last_checkpoint = time.monotonic()
-            if signum is not None:
+            if stopping:
                 bar.close()
-                log.warning("%s: stopped by signal %d at step %d; rerun to resume", spec.name, signum, spent.steps)
-                raise Interrupted(128 + signum)
+                if signum is not None:
+                    log.warning("%s: stopped by signal %d at step %d; rerun to resume", spec.name, signum, spent.steps)
+                    raise Interrupted(128 + signum)
+                log.warning("%s: stopped %.0f s before the job's time limit at step %d; rerun to resume", spec.name,
+                            spec.stop_before_time_limit_seconds, spent.steps)
+                raise Interrupted(EXIT_TIME_LIMIT)
     bar.close()
     if not world.is_main:
         return {}
