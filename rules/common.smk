@@ -235,6 +235,9 @@ GLUE_CELLS = {
 }
 
 
+FINETUNE_SETTINGS = ("epochs", "max_seq_len", "warmup", "weight_decay", "eps", "eval_batch_size", "precision")
+
+
 def glue_cell_results(wildcards):
     return expand(
         "results/finetune/{model}/{task}/{cell}.json",

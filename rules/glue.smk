@@ -50,7 +50,8 @@ rule finetune_cell:
         "results/finetune/{model}/{task}/{cell}.json",
     params:
         cell=lambda wildcards: GLUE_CELLS[wildcards.cell],
-        glue=GLUE,
+        # Only what fine-tuning reads: a new task or grid value must not rerun every finished cell.
+        settings={key: GLUE[key] for key in FINETUNE_SETTINGS},
         keep_weights=lambda wildcards: (
             f"results/finetune/{wildcards.model}/{wildcards.task}/{wildcards.cell}"
             if GLUE["keep_weights"]
@@ -76,9 +77,6 @@ rule glue_summary:
         glue=glue_dir(),
     output:
         directory("results/glue/{model}"),
-    params:
-        tasks=GLUE["tasks"],
-        cells=lambda wildcards: list(GLUE_CELLS),
     log:
         "logs/glue/{model}/summary.log",
     threads: 1

@@ -6,12 +6,10 @@ from kdbudget.io import write_json
 from kdbudget.log import setup_logging
 
 setup_logging(snakemake.log[0])
-glue, cell = snakemake.params.glue, snakemake.params.cell
+settings, cell = snakemake.params.settings, snakemake.params.cell
 result = finetune(
     Path(snakemake.input.model).parent, snakemake.input.glue, snakemake.wildcards.task,
-    batch_size=cell["batch_size"], lr=cell["lr"], seed=cell["seed"], epochs=glue["epochs"],
-    max_seq_len=glue["max_seq_len"], warmup=glue["warmup"], weight_decay=glue["weight_decay"], eps=glue["eps"],
-    eval_batch_size=glue["eval_batch_size"], precision=glue["precision"], threads=snakemake.threads,
+    batch_size=cell["batch_size"], lr=cell["lr"], seed=cell["seed"], **settings, threads=snakemake.threads,
     keep_weights_dir=snakemake.params.keep_weights,
 )
 write_json(snakemake.output[0], result)

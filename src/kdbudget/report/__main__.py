@@ -18,8 +18,8 @@ import yaml
 
 from kdbudget.config import ConfigError, validate_config
 from kdbudget.log import setup_logging
-from kdbudget.report.render import table_paths, write_docs, write_plots, write_tables
-from kdbudget.report.table import MissingResultsError, build_table, layout_from_config, load_results
+from kdbudget.report.render import write_docs, write_plots, write_tables
+from kdbudget.report.table import RENDERERS, MissingResultsError, build_table, layout_from_config, load_results
 
 log = logging.getLogger("kdbudget.report")
 SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
@@ -59,7 +59,10 @@ def load_config(config_path: str | Path, schema: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.docs and args.no_plots:
+        parser.error("--docs needs the plots (drop --no-plots)")
     setup_logging(args.log)
     results = Path(args.results)
     out = Path(args.out) if args.out else results / "tables"
@@ -77,12 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_plots(blocks, model_results, plots):
             log.info("wrote %s", path)
     if args.docs:
-        if args.no_plots:
-            log.error("--docs needs the plots (drop --no-plots)")
-            return 1
         for path in write_docs(out, plots, args.docs, args.docs_name):
             log.info("wrote %s", path)
-    print(table_paths(out)[0].read_text(encoding="utf-8"), end="")
+    print(RENDERERS["md"](blocks), end="")
     return 0
 
 

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from kdbudget.report.table import (
-    GAP, TASK_HEADERS, TASKS, Block, Row, format_delta, format_score, format_tokens, label, page, parse_tokens,
+    GAP, TASK_HEADERS, TASKS, Block, format_delta, label, page, parse_tokens, row_cells,
 )
 
 PAPER = "Bui et al. (2024), Knowledge Distillation vs. Pretraining from Scratch under a Fixed (Computation) Budget"
@@ -184,11 +184,6 @@ def _paper_cells(row: PaperRow) -> list[str]:
             + ["–" if row.delta is None else f"{row.delta:+}"])
 
 
-def _our_cells(row: Row) -> list[str]:
-    return ([format_tokens(row.tokens)] + [format_score(row.scores[t]) for t in TASKS] + [format_score(row.avg)]
-            + [format_delta(row.delta, reference=row.is_reference or not row.compared)])
-
-
 def comparison(blocks: Sequence[Block], paper_rows: Sequence[PaperRow]) -> list[Element]:
     """The document behind ``table2_vs_paper.md``: our rows beside the paper's, for the models both
     have (matched by name), and the discrepancies inside the paper's table."""
@@ -210,7 +205,7 @@ def comparison(blocks: Sequence[Block], paper_rows: Sequence[PaperRow]) -> list[
         for row in rows:
             theirs = by_name[row.model]
             table.rows.extend([
-                [f"{row.label} ({row.model})", "reproduced", *_our_cells(row)],
+                [f"{row.label} ({row.model})", "reproduced", *row_cells(row)],
                 ["", "reported", *_paper_cells(theirs)],
                 ["", "difference", _ratio(row.tokens, theirs.tokens),
                  *(_diff(row.scores[t], theirs.scores[t]) for t in TASKS), _diff(row.avg, theirs.avg),

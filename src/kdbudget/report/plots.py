@@ -75,7 +75,8 @@ def _group_labels(ax, centres, *, width: int = 22) -> None:
 
 def _tokens_per_second(results: Mapping[str, ModelResults], model: str) -> float | None:
     summary = results[model].pretrain if model in results else None
-    return float(summary["tokens_per_second"]) if summary else None
+    speed = summary.get("tokens_per_second") if summary else None  # None when no time was measured
+    return None if speed is None else float(speed)
 
 
 def plot_throughput(blocks: Sequence[Block], results: Mapping[str, ModelResults]) -> Figure:
@@ -238,6 +239,3 @@ def write_plots(blocks: Sequence[Block], results: Mapping[str, ModelResults], ou
             written += save(makers[name](), out_dir / name)
     return written
 
-
-def plot_paths(out_dir: str | Path) -> list[Path]:
-    return [Path(out_dir) / f"{name}.{fmt}" for name in PLOTS for fmt in FORMATS]

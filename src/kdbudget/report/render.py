@@ -29,10 +29,6 @@ def write_tables(blocks: Sequence[Block], out_dir: str | Path,
     return written
 
 
-def table_paths(out_dir: str | Path) -> list[Path]:
-    return [Path(out_dir) / name for name in [*TABLE_FILES.values(), *COMPARISON_FILES.values()]]
-
-
 def write_plots(blocks: Sequence[Block], results: Mapping[str, ModelResults], plots_dir: str | Path) -> list[Path]:
     from kdbudget.report.plots import write_plots as _write_plots  # matplotlib only when plotting
 

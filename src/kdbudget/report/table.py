@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbudget.glue.tasks import TABLE2_TASKS
+from kdbudget.io import read_json
 from kdbudget.plan import REFERENCE_STRATEGY, PlannedModel, plan_models
 
 TASKS: tuple[str, ...] = TABLE2_TASKS
@@ -146,7 +147,7 @@ def load_model_results(name: str, *, pretrain: str | Path | None = None, metrics
     """Read the summaries that exist (None for a path that is None or absent); a summary of
     another model (a copied file) is an error."""
     paths = {"pretrain": pretrain, "metrics": metrics, "glue": glue}
-    readers = {"pretrain": _read_json, "metrics": read_metrics, "glue": _read_json}
+    readers = {"pretrain": read_json, "metrics": read_metrics, "glue": read_json}
     loaded = {key: readers[key](path) if path is not None and Path(path).is_file() else None
               for key, path in paths.items()}
     for key, name_field in (("pretrain", "name"), ("glue", "model")):
@@ -160,11 +161,6 @@ def load_model_results(name: str, *, pretrain: str | Path | None = None, metrics
 def load_results(layout: Sequence[GroupLayout], results_dir: str | Path) -> dict[str, ModelResults]:
     """Every model of the layout, from the standard layout of a results folder."""
     return {name: load_model_results(name, **result_paths(results_dir, name)) for name in model_names(layout)}
-
-
-def _read_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 # --- rows ------------------------------------------------------------------------
@@ -302,7 +298,8 @@ def format_delta(x: float | None, *, reference: bool = False) -> str:
     return "0.0" if text in ("+0.0", "-0.0") else text
 
 
-def _cells(row: Row) -> list[str]:
+def row_cells(row: Row) -> list[str]:
+    """A row's printed cells after its label: tokens, the task scores, Avg and Delta."""
     return ([format_tokens(row.tokens)] + [format_score(row.scores[t]) for t in TASKS]
             + [format_score(row.avg), format_delta(row.delta, reference=row.is_reference or not row.compared)])
 
@@ -324,7 +321,7 @@ def render_markdown(blocks: Sequence[Block]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join([":---"] + ["---:"] * (len(cols) - 1)) + " |"]
     for block in blocks:
         lines.append("| " + " | ".join([f"*{block.title}*"] + [""] * (len(cols) - 1)) + " |")
-        lines += ["| " + " | ".join([row.label, *_cells(row)]) + " |" for row in block.rows]
+        lines += ["| " + " | ".join([row.label, *row_cells(row)]) + " |" for row in block.rows]
     text = "\n".join(lines) + "\n\n" + NOTE + "\n"
     missing = _missing_notes(blocks)
     if missing:
@@ -363,7 +360,7 @@ def render_latex(blocks: Sequence[Block], *, caption: str | None = None, tex_lab
         lines += [r"\midrule", rf"\multicolumn{{{n}}}{{l}}{{\textit{{{_tex_escape(block.title)}}}}} \\", r"\midrule"]
         for row in block.rows:
             name = f"{_tex_escape(STRATEGY_LABELS.get(row.strategy, row.strategy))}$_{{{row.layers}}}$"
-            lines.append(" & ".join([name] + [_tex_cell(c) for c in _cells(row)]) + r" \\")
+            lines.append(" & ".join([name] + [_tex_cell(c) for c in row_cells(row)]) + r" \\")
     caption = caption or NOTE.replace("Delta", r"$\Delta$")
     missing = _missing_notes(blocks)
     if missing:
@@ -393,7 +390,7 @@ def render_csv(blocks: Sequence[Block]) -> str:
     for block in blocks:
         for row in block.rows:
             writer.writerow([block.group, block.title, row.model, row.strategy, row.layers,
-                             "" if row.tokens is None else row.tokens, format_tokens(row.tokens) if row.tokens else "",
+                             "" if row.tokens is None else row.tokens, format_tokens(row.tokens) if row.tokens is not None else "",
                              *(number(row.scores[t]) for t in TASKS), number(row.avg), number(row.delta),
                              "; ".join(row.missing)])
     return out.getvalue()
@@ -413,7 +410,7 @@ def render_html(blocks: Sequence[Block], *, title: str = "Table 2") -> str:
             "<tbody>"]
     for block in blocks:
         body.append(f'<tr class="block"><td colspan="{n}">{esc(block.title)}</td></tr>')
-        body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in [row.label, *_cells(row)]) + "</tr>"
+        body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in [row.label, *row_cells(row)]) + "</tr>"
                  for row in block.rows]
     body += ["</tbody>", "</table>", f"<p>{esc(NOTE)}</p>"]
     missing = _missing_notes(blocks)

@@ -3,7 +3,6 @@ process per GPU when the job has several (data parallel)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -12,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kdbudget.io import atomic_path
+from kdbudget.io import write_json
+from kdbudget.train.checkpoint import checkpoint_path
 from kdbudget.train.spec import RunSpec
 from kdbudget.train.trainer import pretrain
 
@@ -24,8 +24,7 @@ def run(spec: dict[str, Any], *, processes: int = 1, log_file: str | None = None
         pretrain(RunSpec.from_dict(spec))
         return
     spec_path = Path(spec["checkpoint_dir"]) / "spec.json"
-    with atomic_path(spec_path) as tmp:
-        tmp.write_text(json.dumps(spec, indent=2))
+    write_json(spec_path, spec)
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", str(processes), "-m", "kdbudget.train", str(spec_path)]
     if log_file:
@@ -41,6 +40,6 @@ def run(spec: dict[str, Any], *, processes: int = 1, log_file: str | None = None
     finally:
         signal.signal(signal.SIGUSR1, previous)
     if code:
-        checkpoint = Path(spec["checkpoint_dir"]) / "checkpoint.pt"
+        checkpoint = checkpoint_path(spec["checkpoint_dir"])
         resume = f"; a rerun resumes from {checkpoint}" if checkpoint.is_file() else ""
         raise RuntimeError(f"torchrun exited with {code}{resume}: {' '.join(cmd)}")

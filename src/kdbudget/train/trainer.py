@@ -325,10 +325,11 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
             step_cost["seconds"] = float(np.median(recent_seconds))
             bar.update(100 * budget.fraction(spent) - bar.n)
 
-            if spent.steps % spec.log_every_steps == 0 or budget.should_stop(spent, step_cost[budget.unit]):
+            last_step = budget.should_stop(spent, step_cost[budget.unit])
+            log_now = last_step or spent.steps % spec.log_every_steps == 0
+            if log_now:
                 components = agree_mean(components, world)
-            if world.is_main and (spent.steps % spec.log_every_steps == 0
-                                  or budget.should_stop(spent, step_cost[budget.unit])):
+            if log_now and world.is_main:
                 now = time.perf_counter()
                 window = spent.seconds - last_log["seconds"]
                 row = {"step": spent.steps, "seconds": round(spent.seconds, 4), "tokens": spent.tokens,
@@ -343,7 +344,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                 last_log = {"time": now, "tokens": spent.tokens, "seconds": spent.seconds}
 
             # A stop after the last step would only make a retry resume to do nothing.
-            stopping = (signum is not None or bool(late)) and not budget.should_stop(spent, step_cost[budget.unit])
+            stopping = (signum is not None or bool(late)) and not last_step
             if stopping or due:
                 if world.is_main:
                     metrics.flush()
