@@ -192,3 +192,36 @@ def test_trained_tokenizer_encodes_with_the_learned_pieces():
                                 min_frequency=1)
     assert tokenizer.tokenize("Lower") == ["lower"]
     assert tokenizer.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) == [0, 1, 2, 3, 4]
+
+
+def test_a_tokenizer_saved_with_padding_and_truncation_packs_only_real_tokens(packed_dirs, tmp_path: Path):
+    """Saved HF tokenizers often carry padding (BatchLongest) and truncation in tokenizer.json:
+    packing must ignore both, so the packed data and its counts equal a plain tokenizer's."""
+    from kdbudget.data.tokenizer import load_tokenizer
+
+    plain = load_tokenizer(tmp_path / "tokenizer")
+    padded_dir = tmp_path / "padded-tokenizer"
+    plain.backend_tokenizer.enable_padding(pad_id=plain.pad_token_id, pad_token="[PAD]")  # BatchLongest
+    plain.backend_tokenizer.enable_truncation(max_length=5)
+    save_tokenizer(plain, padded_dir)
+    saved = json.loads((padded_dir / "tokenizer.json").read_text())
+    assert saved["padding"] and saved["truncation"]  # the settings really travel with the file
+
+    cfg = PackingConfig(masking="dynamic", duplication=1)
+    docs = tmp_path / "docs.jsonl"
+    expected = pack_shard(docs, tmp_path / "tokenizer", tmp_path / "plain.npy", cfg, seed=9, shard_key=(0, 0))
+    got = pack_shard(docs, padded_dir, tmp_path / "padded.npy", cfg, seed=9, shard_key=(0, 0))
+    for key in ("sequences", "tokens", "tokenized_tokens"):
+        assert got[key] == expected[key], key
+    # Independently: the tokens of each sentence, encoded one by one by the unpadded tokenizer.
+    from kdbudget.data.sentences import split_sentences
+
+    plain_again = load_tokenizer(tmp_path / "tokenizer")
+    texts = [json.loads(line)["text"] for line in docs.read_text().splitlines()]
+    assert got["tokenized_tokens"] == sum(len(plain_again(sentence, add_special_tokens=False)["input_ids"])
+                                          for text in texts for sentence in split_sentences(text))
+    from kdbudget.data.storage import open_shard
+
+    records = open_shard(tmp_path / "padded.npy")
+    pad = plain.pad_token_id
+    assert all((records["input_ids"][0][i, :n] != pad).all() for i, n in enumerate(records["length"][0]))

@@ -52,9 +52,25 @@ def special_ids(tokenizer) -> dict[str, int]:
             "mask": tokenizer.mask_token_id, "unk": tokenizer.unk_token_id}
 
 
+def plain_encoder(tokenizer):
+    """The tokenizer's backend without padding or truncation.
+
+    Many saved Hugging Face tokenizers carry padding (e.g. BatchLongest) and
+    truncation settings in tokenizer.json; `encode_batch` applies them, which
+    would pad every sentence to its batch's longest and cut long ones. Packing
+    needs each sentence's own tokens, so it encodes with a copy that has neither.
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
 def _tokenized_documents(docs_path: Path, tokenizer, batch_sentences: int) -> Iterator[list[list[int]]]:
     """Yield each document as a list of token-id sentences, encoding in large batches."""
-    backend = tokenizer.backend_tokenizer
+    backend = plain_encoder(tokenizer)
     pending_docs: list[int] = []  # sentence count per buffered document
     pending: list[str] = []
 
@@ -144,8 +160,11 @@ def write_meta(
     seed: int,
     documents: dict[str, Any],
     language: str,
+    sources: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Gather every shard's counts into ``meta.json`` (all shards must sit beside it)."""
+    """Gather every shard's counts into ``meta.json`` (all shards must sit beside it).
+
+    ``sources`` records downloaded inputs (e.g. which dated dump ``latest`` was)."""
     out_dir = Path(out_path).parent
     tokenizer = load_tokenizer(tokenizer_dir)
     splits = {}
@@ -178,5 +197,7 @@ def write_meta(
         "splits": splits,
         "documents": documents,
     }
+    if sources:
+        meta["sources"] = sources
     write_json(out_path, meta)
     return meta
