@@ -28,8 +28,10 @@ holds exactly; `tests/test_flops.py` checks this against PyTorch's counter.)
 Compared with the reference numbers in notes/reference-code.md (6 x
 non-embedding parameters + attention + sparse MLM head): this formula gives
 284.4 MFLOP/token for training a 6L/768 student with m = 20, L = 128
-(reference: ~284) and 182.1 MFLOP/token for a BERT-base teacher forward with
-its sparse head (reference: ~182). Ours drops the bias terms of "6 x params"
+(reference: ~284), 955.1 for the paper's 12L/1024/16-head student (the
+teacher's width, as `config/paper.yaml` configures it; reference: ~954),
+182.1 for a BERT-base teacher forward with its sparse head (reference: ~182)
+and 626.7 for BERT-large (~626). Ours drops the bias terms of "6 x params"
 (~0.03%).
 """
 
