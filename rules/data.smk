@@ -110,6 +110,10 @@ rule data_meta:
         validation=packed_shards(VALIDATION_SHARDS),
         tokenizer=f"{DATA}/tokenizer",
         stats=f"{DATA}/docs/stats.json",
+        # A downloaded dump's record (which run "latest" was); other sources have none.
+        wikipedia_record=(
+            [wikipedia_dump().removesuffix(".xml.bz2") + ".json"] if CORPUS["wikipedia"]["source"] == "download" else []
+        ),
     output:
         f"{DATA}/meta.json",
     params:

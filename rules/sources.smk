@@ -30,7 +30,10 @@ rule demo_corpus:
 
 rule download_wikipedia:
     output:
-        "resources/wikipedia/{language}wiki-{date}-pages-articles.xml.bz2",
+        dump="resources/wikipedia/{language}wiki-{date}-pages-articles.xml.bz2",
+        # Which dated run the dump is (the file keeps the configured name, e.g.
+        # "latest", so that the DAG is known before anything is downloaded).
+        record="resources/wikipedia/{language}wiki-{date}-pages-articles.json",
     params:
         mirror=CORPUS["wikipedia"]["mirror"],
         sha1=CORPUS["wikipedia"]["sha1"],

@@ -8,4 +8,5 @@ write_meta(
     snakemake.output[0], train_shards=snakemake.input.train, validation_shards=snakemake.input.validation,
     tokenizer_dir=snakemake.input.tokenizer, config=PackingConfig.from_dict(snakemake.params.packing),
     seed=snakemake.params.seed, documents=read_json(snakemake.input.stats), language=snakemake.params.language,
+    sources={"wikipedia": read_json(path) for path in snakemake.input.wikipedia_record},
 )
