@@ -4,7 +4,20 @@ Leaf-first, after transformers' `modeling_bert.py`: embeddings, self-attention,
 self-output, intermediate, output, layer, encoder, prediction head, the model.
 The `state_dict` maps 1:1 onto `transformers.BertForMaskedLM` (post-LN, tied
 input/output embeddings, `cls.predictions.*`), so checkpoints move both ways
-(see `hf_io.py`). What differs from HF is what makes pretraining fast:
+(see `hf_io.py`).
+
+`config.layer_norm` picks where the LayerNorms sit:
+- "post" (default, standard BERT, the paper's KD students): each sub-block
+  ends with LayerNorm(x + sublayer(x));
+- "pre" (the paper's released No-KD code): x + sublayer(LayerNorm(x)) for
+  attention and feed-forward, and one final LayerNorm after the last layer;
+  the embeddings keep their LayerNorm. This is transformers'
+  `RobertaPreLayerNorm` block; the LayerNorms have its parameter names under
+  our prefixes (`attention.LayerNorm`, `intermediate.LayerNorm`), the final one
+  is `bert.encoder.LayerNorm` (HF: `roberta_prelayernorm.LayerNorm`), and
+  `hf_io.py` saves such a model as `RobertaPreLayerNormForMaskedLM`.
+
+What differs from HF is what makes pretraining fast:
 
 - every layer uses `torch.nn.functional.scaled_dot_product_attention`, except
   the layers whose scores or probabilities a distillation strategy asked for;
@@ -33,11 +46,17 @@ def bert_config(
     intermediate_size: int,
     vocab_size: int,
     max_positions: int = 512,
+    *,
+    layer_norm: str = "post",
     **overrides: object,
 ) -> BertConfig:
-    """A standard `BertConfig` from sizes (dropout 0.1, GELU, init std 0.02)."""
+    """A standard `BertConfig` from sizes (dropout 0.1, GELU, init std 0.02).
+
+    `layer_norm` ("post" or "pre") is stored on the config as `config.layer_norm`.
+    """
     if hidden_size % num_heads:
         raise ValueError(f"hidden size {hidden_size} is not a multiple of {num_heads} heads")
+    check_layer_norm(layer_norm)
     return BertConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -47,8 +66,23 @@ def bert_config(
         max_position_embeddings=max_positions,
         architectures=["BertForMaskedLM"],
         tie_word_embeddings=True,
+        layer_norm=layer_norm,
         **overrides,
     )
+
+
+LAYER_NORMS = ("post", "pre")
+
+
+def check_layer_norm(layer_norm: str) -> str:
+    if layer_norm not in LAYER_NORMS:
+        raise ValueError(f"layer_norm must be one of {LAYER_NORMS}, got {layer_norm!r}")
+    return layer_norm
+
+
+def is_pre_norm(config: BertConfig) -> bool:
+    """True for a pre-LN model; configs without the attribute (any HF BERT) are post-LN."""
+    return check_layer_norm(getattr(config, "layer_norm", "post")) == "pre"
 
 
 class BertEmbeddings(nn.Module):
@@ -139,44 +173,70 @@ class BertSelfAttention(nn.Module):
 
 
 class BertResidualOutput(nn.Module):
-    """Projection to the hidden size, dropout, residual, post-LayerNorm: the end
-    of both sub-blocks (HF's BertSelfOutput and BertOutput, same parameter names)."""
+    """Projection to the hidden size, dropout, residual, and (post-LN only) the
+    LayerNorm: the end of both sub-blocks (HF's BertSelfOutput and BertOutput,
+    same parameter names; a pre-LN model has no LayerNorm here, as
+    RobertaPreLayerNormSelfOutput/Output)."""
 
     def __init__(self, config: BertConfig, in_features: int):
         super().__init__()
         self.dense = nn.Linear(in_features, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = None if is_pre_norm(config) else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+        hidden = self.dropout(self.dense(hidden)) + residual
+        return hidden if self.LayerNorm is None else self.LayerNorm(hidden)
 
 
 class BertAttention(nn.Module):
+    """Self-attention and its output block; a pre-LN model normalises the input first
+    (the residual stays un-normalised)."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.self = BertSelfAttention(config)
         self.output = BertResidualOutput(config, config.hidden_size)
+        if is_pre_norm(config):
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        else:
+            self.LayerNorm = None
+
+    def _normed(self, hidden: Tensor) -> Tensor:
+        return hidden if self.LayerNorm is None else self.LayerNorm(hidden)
 
     def forward(
         self, hidden: Tensor, key_mask: Tensor | None, request: Request | None = None
     ) -> tuple[Tensor, LayerInternals | None]:
-        context, internals = self.self(hidden, key_mask, request)
+        context, internals = self.self(self._normed(hidden), key_mask, request)
         return self.output(context, hidden), internals
+
+    def internals_only(self, hidden: Tensor, key_mask: Tensor | None, request: Request) -> LayerInternals:
+        """The requested internals of this layer's self-attention (see `BertSelfAttention.internals_only`)."""
+        return self.self.internals_only(self._normed(hidden), key_mask, request)
 
 
 class BertIntermediate(nn.Module):
+    """Feed-forward expansion; a pre-LN model normalises its input first (as
+    RobertaPreLayerNormIntermediate, whose LayerNorm lives here too)."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
+        if is_pre_norm(config):
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        else:
+            self.LayerNorm = None
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, hidden: Tensor) -> Tensor:
+        if self.LayerNorm is not None:
+            hidden = self.LayerNorm(hidden)
         return self.intermediate_act_fn(self.dense(hidden))
 
 
 class BertLayer(nn.Module):
-    """Post-LN transformer block: attention, then feed-forward."""
+    """Transformer block: attention, then feed-forward (post- or pre-LN, see the sub-modules)."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -192,14 +252,30 @@ class BertLayer(nn.Module):
 
 
 class BertEncoder(nn.Module):
+    """The layers; a pre-LN encoder ends with the final LayerNorm.
+
+    The final LayerNorm lives here rather than beside the embeddings (HF keeps
+    it on the base model) so that everything that runs `bert.encoder` (the MLM
+    forward, GLUE fine-tuning) gets the normalised last state.
+    """
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        if is_pre_norm(config):
+            self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        else:
+            self.LayerNorm = None
 
     def forward(
         self, hidden: Tensor, key_mask: Tensor | None, request: Request
     ) -> tuple[list[Tensor], dict[int, LayerInternals]]:
-        """Returns the outputs of the layers run (embedding output first) and the selected internals."""
+        """Returns the outputs of the layers run (embedding output first) and the selected internals.
+
+        Pre-LN: the states are the residual stream after each layer, except the
+        last layer's, which is after the final LayerNorm (what the MLM head and
+        a classifier read; transformers' `hidden_states` are the same).
+        """
         selected = request.layer_indices(len(self.layer))
         full_layers, partial = request.depth(len(self.layer))
         states, internals = [hidden], {}
@@ -208,8 +284,10 @@ class BertEncoder(nn.Module):
             states.append(hidden)
             if layer_internals is not None:
                 internals[index] = layer_internals
+        if self.LayerNorm is not None and full_layers == len(self.layer):
+            states[-1] = self.LayerNorm(states[-1])
         if partial:
-            attention = self.layer[full_layers].attention.self
+            attention = self.layer[full_layers].attention
             internals[full_layers] = attention.internals_only(hidden, key_mask, request)
         return states, internals
 
@@ -260,6 +338,7 @@ class BertOnlyMLMHead(nn.Module):
 class KDBertForMaskedLM(nn.Module):
     """BERT masked LM whose forward returns what a `Request` asks for.
 
+    Post-LN or pre-LN after `config.layer_norm` (see the module docstring).
     Parameters are named as in `transformers.BertForMaskedLM`; the decoder
     weight is the word-embedding matrix and the decoder bias is
     `cls.predictions.bias` (both appear in `state_dict`, as in HF).
@@ -273,6 +352,7 @@ class KDBertForMaskedLM(nn.Module):
             raise ValueError("only absolute position embeddings are supported")
         if not getattr(config, "tie_word_embeddings", True):
             raise ValueError("KDBertForMaskedLM ties input and output embeddings (tie_word_embeddings=False given)")
+        is_pre_norm(config)  # fails on an unknown placement before anything is built
         self.config = config
         self.bert = BertModel(config)
         self.cls = BertOnlyMLMHead(config)
@@ -288,10 +368,13 @@ class KDBertForMaskedLM(nn.Module):
         intermediate_size: int,
         vocab_size: int,
         max_positions: int = 512,
+        *,
+        layer_norm: str = "post",
         **overrides: object,
     ) -> KDBertForMaskedLM:
         """A freshly initialised model (BERT init: N(0, 0.02), zero biases)."""
-        config = bert_config(num_layers, hidden_size, num_heads, intermediate_size, vocab_size, max_positions, **overrides)
+        config = bert_config(num_layers, hidden_size, num_heads, intermediate_size, vocab_size, max_positions,
+                             layer_norm=layer_norm, **overrides)
         return cls(config)
 
     def _init_weights(self, module: nn.Module) -> None:

@@ -1,4 +1,19 @@
-"""Load and save `KDBertForMaskedLM` in Hugging Face's `BertForMaskedLM` format.
+"""Load and save `KDBertForMaskedLM` in Hugging Face's formats.
+
+A post-LN model (standard BERT) is a `BertForMaskedLM` directory; a pre-LN
+model (`config.layer_norm == "pre"`) is a `RobertaPreLayerNormForMaskedLM`
+directory (model_type `roberta-prelayernorm`), the transformers class with
+the same blocks. Two differences are bridged when converting:
+- parameter names: `bert.` is `roberta_prelayernorm.`, the final LayerNorm
+  `bert.encoder.LayerNorm` is `roberta_prelayernorm.LayerNorm`, and the MLM
+  head `cls.predictions.{transform.dense, transform.LayerNorm, bias}` is
+  `lm_head.{dense, layer_norm, bias}`;
+- positions: RoBERTa numbers real tokens from padding_idx + 1 (transformers'
+  `create_position_ids_from_input_ids`), we number them from 0; so our
+  position rows are written shifted by pad_token_id + 1, after that many
+  zero rows, and `max_position_embeddings` grows by as much. Logits agree on
+  right-padded inputs (real tokens first, as our data is packed); with left
+  padding RoBERTa's numbering differs from ours.
 
 Loading reads `config.json` and safetensors weights only (one file or a
 sharded index): a checkpoint that offers only pickles (`pytorch_model.bin`,
@@ -10,7 +25,8 @@ Saving writes `config.json` + `model.safetensors` into a temporary directory
 beside the target and renames it into place, so a reader never sees half a
 checkpoint. The tied decoder weight and bias are left out, as transformers
 does, and `AutoModelForMaskedLM.from_pretrained(dir)` loads the result with
-no missing or unexpected keys.
+no missing or unexpected keys. `pre_ln_config` and `to_pre_ln_state` are
+also how GLUE fine-tuning saves a pre-LN classifier.
 """
 
 from __future__ import annotations
@@ -27,9 +43,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from transformers import BertConfig
+from transformers import BertConfig, RobertaPreLayerNormConfig
 
-from .bert import KDBertForMaskedLM
+from .bert import KDBertForMaskedLM, is_pre_norm
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +61,22 @@ TIED_KEYS = {
 # Weights of pretraining checkpoints that a masked LM does not use.
 DROPPED_PREFIXES = ("bert.pooler.", "cls.seq_relationship.")
 DROPPED_KEYS = {"bert.embeddings.position_ids", "bert.embeddings.token_type_ids"}
+
+BERT_TYPE = "bert"
+PRE_LN_TYPE = "roberta-prelayernorm"
+PRE_LN_ARCHITECTURE = "RobertaPreLayerNormForMaskedLM"
+POSITIONS_KEY = "bert.embeddings.position_embeddings.weight"
+# Our pre-LN names -> RobertaPreLayerNormForMaskedLM's, by prefix, most specific first.
+PRE_LN_PREFIXES = (
+    ("bert.encoder.LayerNorm.", "roberta_prelayernorm.LayerNorm."),
+    ("bert.", "roberta_prelayernorm."),
+    ("cls.predictions.transform.dense.", "lm_head.dense."),
+    ("cls.predictions.transform.LayerNorm.", "lm_head.layer_norm."),
+    ("cls.predictions.decoder.", "lm_head.decoder."),
+    ("cls.predictions.bias", "lm_head.bias"),
+)
+# Config keys that are ours or the class's own, not to be carried across formats.
+CONFIG_SKIP = ("model_type", "transformers_version", "architectures", "layer_norm")
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -115,13 +147,71 @@ def _canonical_key(key: str) -> str:
     return key
 
 
+def to_pre_ln_key(key: str, prefixes: tuple[tuple[str, str], ...] = PRE_LN_PREFIXES) -> str:
+    """Our parameter name as RobertaPreLayerNorm's: the first of `prefixes` (ours, theirs) that matches."""
+    for ours, theirs in prefixes:
+        if key.startswith(ours):
+            return theirs + key[len(ours):]
+    raise KeyError(f"no RobertaPreLayerNorm name for {key}")
+
+
+def _from_pre_ln_key(key: str) -> str:
+    # A bare base-model checkpoint (RobertaPreLayerNormModel) has no prefix.
+    if not key.startswith(("roberta_prelayernorm.", "lm_head.")):
+        key = "roberta_prelayernorm." + key
+    for ours, theirs in PRE_LN_PREFIXES:
+        if key.startswith(theirs):
+            return ours + key[len(theirs):]
+    return key
+
+
+def position_offset(config: BertConfig) -> int:
+    """Rows RoBERTa's position table has before the one of our position 0."""
+    return config.pad_token_id + 1
+
+
+def pre_ln_config(config: BertConfig, architecture: str = PRE_LN_ARCHITECTURE) -> RobertaPreLayerNormConfig:
+    """Our pre-LN config as transformers' RobertaPreLayerNormConfig (positions shifted)."""
+    data = {key: value for key, value in config.to_dict().items() if key not in CONFIG_SKIP}
+    data["max_position_embeddings"] = config.max_position_embeddings + position_offset(config)
+    data["architectures"] = [architecture]
+    data["tie_word_embeddings"] = True
+    return RobertaPreLayerNormConfig.from_dict(data)
+
+
+def to_pre_ln_state(state: dict[str, torch.Tensor], config: BertConfig,
+                    prefixes: tuple[tuple[str, str], ...] = PRE_LN_PREFIXES) -> dict[str, torch.Tensor]:
+    """Our pre-LN state dict under RobertaPreLayerNorm's names (`to_pre_ln_key` with `prefixes`), the
+    position table shifted: zero rows for RoBERTa's padding_idx and below (never a real token's position)."""
+    state = dict(state)
+    positions = state[POSITIONS_KEY]
+    filler = positions.new_zeros(position_offset(config), positions.shape[1])
+    state[POSITIONS_KEY] = torch.cat([filler, positions])
+    return {to_pre_ln_key(key, prefixes): value for key, value in state.items()}
+
+
 def read_config(directory: str | os.PathLike) -> BertConfig:
-    """The `BertConfig` of a checkpoint directory; refuses non-BERT models."""
+    """Our `BertConfig` of a checkpoint directory: a BERT one, or a RoBERTa-PreLayerNorm
+    one translated to a pre-LN `BertConfig`; refuses other models."""
     config_path = Path(directory) / "config.json"
     model_type = json.loads(config_path.read_text()).get("model_type")
-    if model_type != "bert":
-        raise ValueError(f"{config_path}: model_type is {model_type!r}, expected 'bert'")
-    return BertConfig.from_pretrained(str(directory))
+    if model_type == BERT_TYPE:
+        config = BertConfig.from_pretrained(str(directory))
+        if is_pre_norm(config):  # transformers would run this as post-LN BERT
+            raise ValueError(f"{config_path}: a BERT checkpoint cannot be pre-LN (layer_norm 'pre')")
+        return config
+    if model_type == PRE_LN_TYPE:
+        theirs = RobertaPreLayerNormConfig.from_pretrained(str(directory))
+        if theirs.hidden_act != "gelu":  # RoBERTa's MLM head applies gelu whatever hidden_act says
+            raise ValueError(f"{config_path}: hidden_act {theirs.hidden_act!r}; only 'gelu' maps onto our MLM head")
+        data = {key: value for key, value in theirs.to_dict().items() if key not in CONFIG_SKIP}
+        config = BertConfig.from_dict({**data, "layer_norm": "pre", "architectures": ["BertForMaskedLM"]})
+        config.max_position_embeddings = theirs.max_position_embeddings - position_offset(config)
+        if config.max_position_embeddings < 1:
+            raise ValueError(f"{config_path}: max_position_embeddings {theirs.max_position_embeddings} "
+                             f"leaves no position after padding_idx {config.pad_token_id}")
+        return config
+    raise ValueError(f"{config_path}: model_type is {model_type!r}, expected {BERT_TYPE!r} or {PRE_LN_TYPE!r}")
 
 
 def load_pretrained(
@@ -131,7 +221,8 @@ def load_pretrained(
     revision: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> KDBertForMaskedLM:
-    """Our model from an HF `BertForMaskedLM` checkpoint (directory or hub name).
+    """Our model from an HF `BertForMaskedLM` checkpoint, or a pre-LN one from a
+    `RobertaPreLayerNormForMaskedLM` checkpoint (directory or hub name).
 
     Fails if a weight the model needs is missing, if a key is unknown, or if
     the checkpoint's decoder is not tied to its word embeddings.
@@ -139,7 +230,12 @@ def load_pretrained(
     directory = _resolve_directory(path_or_name, allow_download, revision)
     config = read_config(directory)
     raw = _read_state_dict(_safetensors_files(directory))
-    state = {_canonical_key(key): value for key, value in raw.items()}
+    if is_pre_norm(config):
+        state = {_from_pre_ln_key(key): value for key, value in raw.items()}
+        if POSITIONS_KEY in state:  # drop the rows before RoBERTa's first real position
+            state[POSITIONS_KEY] = state[POSITIONS_KEY][position_offset(config):]
+    else:
+        state = {_canonical_key(key): value for key, value in raw.items()}
     dropped = sorted(k for k in state if k.startswith(DROPPED_PREFIXES) or k in DROPPED_KEYS)
     for key in dropped:
         del state[key]
@@ -173,7 +269,8 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, *, overwrite: bool = True) -> Path:
-    """Write `config.json` + `model.safetensors` atomically into `out_dir`.
+    """Write `config.json` + `model.safetensors` atomically into `out_dir`:
+    a `BertForMaskedLM` (post-LN) or a `RobertaPreLayerNormForMaskedLM` (pre-LN).
 
     The files go to a temporary directory in the same parent, which is then
     renamed onto `out_dir`; an existing `out_dir` is replaced (or refused with
@@ -182,21 +279,29 @@ def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, *, overwrite: 
     model = _unwrap(model)
     if not isinstance(model, KDBertForMaskedLM):
         raise TypeError(f"expected a KDBertForMaskedLM, got {type(model).__name__}")
+    pre_norm = is_pre_norm(model.config)
+    if pre_norm and model.config.hidden_act != "gelu":  # RoBERTa's MLM head applies gelu whatever hidden_act says
+        raise ValueError(f"a pre-LN model saves as RobertaPreLayerNorm, whose MLM head needs hidden_act 'gelu' "
+                         f"(got {model.config.hidden_act!r})")
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        config = BertConfig.from_dict(model.config.to_dict())
-        config.architectures = ["BertForMaskedLM"]
-        config.tie_word_embeddings = True
-        config.save_pretrained(str(staging))
         state = {
             key: value.detach().to("cpu").contiguous()
             for key, value in model.state_dict().items()
             if key not in TIED_KEYS
         }
+        if pre_norm:
+            config = pre_ln_config(model.config)
+            state = to_pre_ln_state(state, model.config)
+        else:
+            config = BertConfig.from_dict(model.config.to_dict())
+            config.architectures = ["BertForMaskedLM"]
+            config.tie_word_embeddings = True
+        config.save_pretrained(str(staging))
         save_file(state, str(staging / SAFETENSORS_FILE), metadata={"format": "pt"})
         if out.exists():
             retired = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
