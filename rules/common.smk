@@ -1,13 +1,21 @@
 # Configuration validation, path naming and input functions shared by all stages.
-import math
 import os
 import re
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+# The repository's package, whatever environment runs Snakemake (one with only snakemake and the
+# SLURM plugin will do): rules and scripts then always run the code checked out here.
+_SRC = str(Path(workflow.basedir) / "src")
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+
+from kdbudget import cluster
 from kdbudget.config import ConfigError, validate_config
 from kdbudget.data.tokenizer import TokenizerError, check_tokenizer_dir
+from kdbudget.glue.tasks import TRAIN_EXAMPLES
 from kdbudget.plan import check_teachers, plan_models, student_spec, teacher_spec
 
 try:
@@ -55,10 +63,6 @@ wildcard_constraints:
 def slug(name):
     """A hub name (owner/model) as a single path component."""
     return re.sub(r"[^A-Za-z0-9._-]+", "--", name)
-
-
-def resources_of(stage):
-    return config["resources"][stage]
 
 
 # --- sources ---------------------------------------------------------------
@@ -169,32 +173,53 @@ def pretrain_teacher_spec(wildcards):
     )
 
 
-def budget_minutes(budget):
-    """A seconds budget's wall time plus a margin (start-up, evaluation, the last checkpoint), else 0."""
-    if budget and budget.get("mode") == "seconds" and budget.get("limit"):
-        return math.ceil(budget["limit"] / 60 * 1.1) + 15
-    return 0
-
-
-def attempt_scaled(minutes, attempt):
-    """+50% per retry: a job killed at its time limit resumes from its checkpoint with more time."""
-    return int(minutes * (1 + 0.5 * (attempt - 1)))
+def pretrain_minutes(wildcards, input):
+    """A pretraining job's minutes before attempt scaling and the site's cap (kdbudget.cluster)."""
+    if "model" in wildcards.keys():
+        model = MODELS[wildcards.model]
+        # A KD run of a 'reference' group takes as long as its No-KD run did, once that has run.
+        reference = cluster.reference_minutes(input.get("reference")) if input is not None else None
+        return cluster.pretrain_minutes(model.runtime, model.budget, reference)
+    teacher = TEACHERS[wildcards.teacher]
+    return cluster.pretrain_minutes(config["resources"]["pretrain"]["runtime"], teacher.get("budget"), None)
 
 
 def pretrain_resources(attribute):
     settings = config["resources"]["pretrain"]
     if attribute == "runtime":
 
-        def runtime(wildcards, attempt):
-            if "model" in wildcards.keys():
-                model = MODELS[wildcards.model]
-                minutes = max(model.runtime, budget_minutes(model.budget))
-            else:
-                minutes = max(settings["runtime"], budget_minutes(TEACHERS[wildcards.teacher].get("budget")))
-            return attempt_scaled(minutes, attempt)
+        def runtime(wildcards, input, attempt):
+            return job_minutes(cluster.attempt_scaled(pretrain_minutes(wildcards, input), attempt))
 
         return runtime
     return settings[attribute]
+
+
+def pretrain_retries(rule):
+    """Retries of a pretraining rule when its longest run needs several jobs under the site's
+    max_runtime (the trainer stops before each job's limit and the retry resumes):
+    resources.pretrain.retries plus one per further job. A rule's retries replace --retries (the
+    profile's) for its jobs, so otherwise None leaves --retries in charge. Inside a cluster job
+    (remote mode) always None: there the job's own Snakemake must not retry (it runs with
+    --retries 0), or a job stopped before its time limit would resume within the same job."""
+    if workflow.remote_exec:
+        return None
+    if rule == "pretrain_teacher":
+        longest = [
+            cluster.pretrain_minutes(config["resources"]["pretrain"]["runtime"], t.get("budget"), None)
+            for t in TEACHERS.values()
+            if t["source"] == "pretrain"
+        ]
+    else:
+        longest = [cluster.pretrain_minutes(m.runtime, m.budget, None) for m in MODELS.values()]
+    try:
+        jobs = cluster.jobs_needed(max(longest, default=0), MAX_RUNTIME,
+                                   config["pretrain"]["stop_before_time_limit_minutes"])
+    except cluster.SiteError as err:
+        raise WorkflowError(str(err)) from None
+    if jobs == 1:
+        return None
+    return config["resources"]["pretrain"]["retries"] + jobs - 1
 
 
 # Sent 300 s before the time limit to every process of the job step, so the trainer writes a
@@ -235,7 +260,7 @@ GLUE_CELLS = {
 }
 
 
-FINETUNE_SETTINGS = ("epochs", "max_seq_len", "warmup", "weight_decay", "eps", "eval_batch_size", "precision")
+FINETUNE_SETTINGS = ("epochs", "max_seq_len", "warmup", "weight_decay", "eps", "eval_batch_size", "precision", "device")
 
 
 def glue_cell_results(wildcards):
@@ -247,9 +272,24 @@ def glue_cell_results(wildcards):
     )
 
 
+def glue_minutes(wildcards):
+    """A fine-tuning cell's minutes: resources.glue.runtime where set, else sized by its task's
+    training set, the epochs, the model's size and resources.glue.examples_per_second."""
+    settings = config["resources"]["glue"]
+    if settings["runtime"]:
+        return settings["runtime"]
+    return cluster.glue_cell_minutes(
+        TRAIN_EXAMPLES[wildcards.task],
+        epochs=GLUE["epochs"],
+        examples_per_second=settings["examples_per_second"],
+        cost=cluster.relative_cost(MODELS[wildcards.model].shape),
+        min_minutes=settings["min_runtime"],
+    )
+
+
 def glue_resources(attribute):
     if attribute == "runtime":
-        return lambda wildcards, attempt: attempt_scaled(config["resources"]["glue"]["runtime"], attempt)
+        return lambda wildcards, attempt: job_minutes(cluster.attempt_scaled(glue_minutes(wildcards), attempt))
     return config["resources"]["glue"][attribute]
 
 
@@ -263,81 +303,30 @@ def all_targets():
 
 
 # --- cluster site settings ---------------------------------------------------
-# Account, partition, QOS, constraint, GPU model and GPU request style of the
-# user's cluster: environment variables KDBUDGET_SLURM_<KEY> (ACCOUNT, PARTITION,
-# QOS, CONSTRAINT, GPU_MODEL, GPU_REQUEST) over an untracked YAML file (slurm/site.yaml, or the
-# file named by KDBUDGET_SLURM_SITE; see slurm/site.example.yaml). Every rule
-# that can run as a cluster job adds them to its resources (**slurm_site()).
+# Account, partition, GPU partition, QOS, constraint, GPU model, GPU request style and runtime cap
+# of the user's cluster, all optional: KDBUDGET_SLURM_<KEY> over slurm/site.yaml (or the file named
+# by KDBUDGET_SLURM_SITE; see slurm/site.example.yaml), parsed by kdbudget.cluster. Every rule that
+# can run as a cluster job adds them to its resources (**slurm_site()); where they are not set, the
+# SLURM plugin's own --default-resources / --set-resources and defaults apply.
 
-SLURM_SITE_KEYS = {
-    "account": "slurm_account",
-    "partition": "slurm_partition",
-    "qos": "qos",
-    "constraint": "constraint",
-    "gpu_model": "gpu_model",
-    "gpu_request": None,  # how GPU jobs ask: "gpus" (sbatch --gpus, the default) or "gres" (--gres=gpu:...)
-}
-GPU_REQUESTS = ("gpus", "gres")
+try:
+    SLURM_SITE, SLURM_SITE_FILE = cluster.read_site(os.environ, Path(workflow.basedir) / "slurm" / "site.yaml")
+except cluster.SiteError as err:
+    raise WorkflowError(str(err)) from None
+MAX_RUNTIME = SLURM_SITE.get("max_runtime")
 
 
-def _read_slurm_site():
-    import yaml
-
-    path = Path(os.environ.get("KDBUDGET_SLURM_SITE") or Path(workflow.basedir) / "slurm" / "site.yaml")
-    site = {}
-    if path.is_file():
-        site = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(site, dict) or set(site) - set(SLURM_SITE_KEYS):
-            raise WorkflowError(f"{path}: expected a mapping with keys among {', '.join(SLURM_SITE_KEYS)}")
-    for key in SLURM_SITE_KEYS:
-        value = os.environ.get(f"KDBUDGET_SLURM_{key.upper()}")
-        if value:
-            site[key] = value
-    site = {key: str(value) for key, value in site.items() if value not in (None, "")}
-    if site.get("gpu_request", "gpus") not in GPU_REQUESTS:
-        raise WorkflowError(f"SLURM site setting gpu_request (KDBUDGET_SLURM_GPU_REQUEST or {path}) must be one "
-                            f"of {', '.join(GPU_REQUESTS)}, got {site['gpu_request']!r}")
-    return site, path
+def job_minutes(minutes):
+    """A job's runtime under the site's max_runtime."""
+    return cluster.capped(minutes, MAX_RUNTIME)
 
 
-SLURM_SITE, SLURM_SITE_FILE = _read_slurm_site()
-
-
-def check_slurm_site():
-    """A SLURM submission needs an account and a partition: say where to set them."""
-    plugin = workflow.executor_plugin
-    if plugin is None or plugin.name != "slurm":
-        return
-    missing = [key for key in ("account", "partition") if key not in SLURM_SITE]
-    if missing:
-        raise WorkflowError(
-            "SLURM site settings missing: "
-            + ", ".join(missing)
-            + ". Set "
-            + " and ".join(f"KDBUDGET_SLURM_{key.upper()}" for key in missing)
-            + f" in the environment, or {', '.join(f'{key}:' for key in missing)} in {SLURM_SITE_FILE}"
-            " (see slurm/site.example.yaml and README, 'Running on a SLURM cluster')."
-        )
-
-
-# The executor is known only once the run starts (not while the Snakefile is
-# read, and never in a dry run, which plans without any site settings).
-onstart:
-    check_slurm_site()
+def resources_of(stage):
+    """A CPU stage's resources (resources.data, resources.extract), its runtime capped."""
+    settings = config["resources"][stage]
+    return {**settings, "runtime": job_minutes(settings["runtime"])}
 
 
 def slurm_site(gpus=0):
-    """One rule's cluster resources: the site's settings and, where the rule trains, its GPUs, as
-    `gpu` (+ `gpu_model`: sbatch --gpus=[MODEL:]N) or, with gpu_request "gres", as
-    `gres` (--gres=gpu:[MODEL:]N) for clusters that take GPUs only that way."""
-    resources = {
-        SLURM_SITE_KEYS[key]: value for key, value in SLURM_SITE.items() if key not in ("gpu_model", "gpu_request")
-    }
-    if gpus > 0 and SLURM_SITE.get("gpu_request", "gpus") == "gres":
-        model = [SLURM_SITE["gpu_model"]] if "gpu_model" in SLURM_SITE else []
-        resources["gres"] = ":".join(["gpu", *model, str(gpus)])
-    elif gpus > 0:
-        resources["gpu"] = gpus
-        if "gpu_model" in SLURM_SITE:
-            resources["gpu_model"] = SLURM_SITE["gpu_model"]
-    return resources
+    """One rule's cluster resources from the site settings (kdbudget.cluster.site_resources)."""
+    return cluster.site_resources(SLURM_SITE, gpus)

@@ -124,7 +124,7 @@ rule data_meta:
         "logs/data/meta.log",
     threads: 1
     resources:
-        runtime=10,
+        runtime=job_minutes(10),
         mem_mb=2000,
         **slurm_site(),
     conda:

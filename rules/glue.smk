@@ -18,7 +18,7 @@ rule glue_demo_data:
         "logs/glue/demo_data.log",
     threads: 1
     resources:
-        runtime=10,
+        runtime=job_minutes(10),
         mem_mb=2000,
         **slurm_site(),
     conda:
@@ -30,6 +30,9 @@ rule glue_demo_data:
 rule fetch_glue:
     output:
         directory("resources/glue/hub"),
+    params:
+        hub_name=GLUE["hub_name"],
+        tasks=GLUE["tasks"],
     log:
         "logs/glue/fetch_glue.log",
     threads: 1
@@ -52,6 +55,7 @@ rule finetune_cell:
         cell=lambda wildcards: GLUE_CELLS[wildcards.cell],
         # Only what fine-tuning reads: a new task or grid value must not rerun every finished cell.
         settings={key: GLUE[key] for key in FINETUNE_SETTINGS},
+        gpus=glue_resources("gpu"),  # a job that asked for a GPU must see one
         keep_weights=lambda wildcards: (
             f"results/finetune/{wildcards.model}/{wildcards.task}/{wildcards.cell}"
             if GLUE["keep_weights"]

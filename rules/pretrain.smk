@@ -43,6 +43,7 @@ rule pretrain_teacher:
         runtime=pretrain_resources("runtime"),
         slurm_extra=PRETRAIN_SLURM_EXTRA,
         **slurm_site(gpus=pretrain_resources("gpu")),
+    retries: pretrain_retries("pretrain_teacher")
     conda:
         "../envs/train.yaml"
     script:
@@ -66,6 +67,7 @@ rule pretrain_model:
         runtime=pretrain_resources("runtime"),
         slurm_extra=PRETRAIN_SLURM_EXTRA,
         **slurm_site(gpus=pretrain_resources("gpu")),
+    retries: pretrain_retries("pretrain_model")
     conda:
         "../envs/train.yaml"
     script:

@@ -19,7 +19,7 @@ rule demo_corpus:
         "logs/sources/demo_corpus.log",
     threads: 1
     resources:
-        runtime=10,
+        runtime=job_minutes(10),
         mem_mb=2000,
         **slurm_site(),
     conda:

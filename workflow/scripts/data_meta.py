@@ -1,4 +1,5 @@
 """Describe all packed shards in meta.json."""
+import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
 from kdbudget.data.build import PackingConfig, write_meta
 from kdbudget.io import read_json
 from kdbudget.log import setup_logging

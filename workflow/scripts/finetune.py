@@ -1,4 +1,5 @@
 """Fine-tune one pretrained model on one GLUE task with one grid cell."""
+import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
 from pathlib import Path
 
 from kdbudget.glue.finetune import finetune
@@ -10,6 +11,7 @@ settings, cell = snakemake.params.settings, snakemake.params.cell
 result = finetune(
     Path(snakemake.input.model).parent, snakemake.input.glue, snakemake.wildcards.task,
     batch_size=cell["batch_size"], lr=cell["lr"], seed=cell["seed"], **settings, threads=snakemake.threads,
+    gpus=int(snakemake.params.gpus or 0),
     keep_weights_dir=snakemake.params.keep_weights,
 )
 write_json(snakemake.output[0], result)

@@ -1,4 +1,5 @@
 """The plots (PNG and PDF) from the run's summaries (rules/report.smk)."""
+import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
 from pathlib import Path
 
 from kdbudget.log import setup_logging

@@ -109,6 +109,13 @@ TASKS: dict[str, GlueTask] = {
     )
 }
 
+# Training examples of the official GLUE train sets (the nyu-mll/glue hub copy has the same), by
+# task name: what a fine-tuning job's runtime is sized by (kdbudget.cluster.glue_cell_minutes).
+TRAIN_EXAMPLES: dict[str, int] = {
+    "cola": 8551, "sst2": 67349, "mrpc": 3668, "qqp": 363846,
+    "stsb": 5749, "mnli": 392702, "qnli": 104743, "rte": 2490,
+}
+
 # The tasks of the paper's Table 2, in its column order (STS-B is not in the table).
 TABLE2_TASKS = ("qnli", "sst2", "mnli", "mrpc", "qqp", "rte", "cola")
 
