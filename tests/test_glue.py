@@ -443,39 +443,26 @@ def test_cli_finetune_and_summarize(model_dir, toy_glue, tmp_path, restore_loggi
     assert "| SST-2 | accuracy |" in (tmp_path / "summary.md").read_text()
 
 
-def test_hub_copy_is_written_in_the_layout_the_loader_reads(tmp_path, monkeypatch):
-    """`save_hub_glue` with `datasets.load_dataset` replaced by hand-made rows (no network)."""
-    import datasets
+def test_hub_copy_is_written_in_the_layout_the_loader_reads(tmp_path):
+    """`save_hub_glue` through the real `datasets.load_dataset`, on a local clone of nyu-mll/glue whose
+    columns, label names and split names are the hub's, written out independently in hub_standin."""
+    from hub_standin import GLUE_HUB_SCHEMA, glue_clone, glue_rows
 
     from kdbudget.glue import save_hub_glue
 
-    class Split(list):
-        def __init__(self, rows, names):
-            super().__init__(rows)
-            label = datasets.Value("float32") if names is None else datasets.ClassLabel(names=names)
-            self.features = {"label": label}
-
-    hub_names = {"cola": ["unacceptable", "acceptable"], "sst2": ["negative", "positive"],
-                 "mrpc": ["not_equivalent", "equivalent"], "qqp": ["not_duplicate", "duplicate"], "stsb": None,
-                 "mnli": ["entailment", "neutral", "contradiction"], "qnli": ["entailment", "not_entailment"],
-                 "rte": ["entailment", "not_entailment"]}
-
-    def load_dataset(path, config):
-        assert path == "nyu-mll/glue"
-        task = TASKS[config]
-        labels = [3.2, 0.0] if task.is_regression else [1, 0]
-        texts = ['He said "yes".\tthen left', "It's fine."]
-        rows = [{**{c: f"{t} ({c})" for c in task.hub_text_columns}, "label": y, "idx": i}
-                for i, (t, y) in enumerate(zip(texts, labels))]
-        return {split: Split(rows, hub_names[config]) for split in ("train", *task.hub_dev_splits)}
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    counts = save_hub_glue(tmp_path / "glue")
-    assert counts["mnli"] == {"train.tsv": 2, "dev_matched.tsv": 2, "dev_mismatched.tsv": 2}
-    for name, task in TASKS.items():
+    clone = glue_clone(tmp_path / "nyu-mll-glue", rows_per_split=6)
+    counts = save_hub_glue(tmp_path / "glue", hub_name=str(clone))
+    assert counts["mnli"] == {"train.tsv": 6, "dev_matched.tsv": 6, "dev_mismatched.tsv": 6}
+    for name in TASKS:
+        text_columns, names, _ = GLUE_HUB_SCHEMA[name]
         data = load_task(tmp_path / "glue", name)
-        first = data.train[0]
-        assert first.text_a == f'He said "yes". then left ({task.hub_text_columns[0]})'
-        assert (first.text_b is None) == (not task.is_pair)
-        assert [e.label for e in data.train] == ([3.2, 0.0] if task.is_regression else [1, 0])
-        assert all(len(v) == 2 for v in data.dev.values())
+        rows = glue_rows(name, "train", 6)
+        assert [e.text_a for e in data.train] == rows[text_columns[0]]
+        assert [e.text_b for e in data.train] == (rows[text_columns[1]] if len(text_columns) == 2 else [None] * 6)
+        if names is None:
+            assert [e.label for e in data.train] == pytest.approx(rows["label"], abs=5e-4)
+        else:  # the hub's label index is our label index
+            assert [e.label for e in data.train] == rows["label"]
+        assert all(len(v) == 6 for v in data.dev.values())
+
+

@@ -16,6 +16,21 @@ from kdbudget.config import ConfigError
 REFERENCE_STRATEGY = "nokd"
 
 
+def resolve_layer_norm(shape: dict[str, Any], strategy: str | None, fidelity: str) -> dict[str, Any]:
+    """The shape with ``layer_norm: auto`` made concrete (an explicit value is kept).
+
+    ``auto`` is what the paper's runs did: its released code trained No-KD
+    pre-LN and the KD students post-LN (BERT), so ``pre`` for the nokd student
+    under ``fidelity: paper_code``, else ``post`` (the paper's prose and the
+    default fidelity: every student is BERT). ``strategy`` None is a teacher
+    the pipeline pretrains: ``post``, like the BERT teachers the paper used.
+    """
+    layer_norm = shape.get("layer_norm", "auto")
+    if layer_norm == "auto":
+        layer_norm = "pre" if strategy == REFERENCE_STRATEGY and fidelity == "paper_code" else "post"
+    return {**shape, "layer_norm": layer_norm}
+
+
 @dataclass(frozen=True)
 class PlannedModel:
     name: str
@@ -65,7 +80,8 @@ def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
                 raise ConfigError(f"config key '{where}': model name {name!r} is also defined by group {models[name].group!r}"
                                   " (give one group a 'suffix')")
             models[name] = PlannedModel(
-                name=name, group=group_name, strategy=strategy, shape=group["student"],
+                name=name, group=group_name, strategy=strategy,
+                shape=resolve_layer_norm(group["student"], strategy, pretrain["fidelity"]),
                 teacher=group["teacher"] if strategy != REFERENCE_STRATEGY else None, budget=budget,
                 warmup=group["warmup"] if group["warmup"] is not None else pretrain["warmup"],
                 lr=pretrain["lr"][strategy], runtime=group["runtime"] or config["resources"]["pretrain"]["runtime"],
@@ -102,7 +118,8 @@ def common_spec(config: dict[str, Any]) -> dict[str, Any]:
             "checkpoint_every_seconds": 60.0 * p["checkpoint_every_minutes"],
             "checkpoint_every_steps": p["checkpoint_every_steps"], "log_every_steps": p["log_every_steps"],
             "stop_before_time_limit_seconds": 60.0 * p["stop_before_time_limit_minutes"],
-            "eval_sequences": p["eval_sequences"]}
+            "eval_sequences": p["eval_sequences"], "device": p["device"],
+            "divergence_spike_factor": p["divergence_spike_factor"], "divergence_window": p["divergence_window"]}
 
 
 def student_spec(config: dict[str, Any], model: PlannedModel, *, data_dir: str, out_dir: str, checkpoint_dir: str,
@@ -123,7 +140,8 @@ def teacher_spec(config: dict[str, Any], name: str, *, data_dir: str, out_dir: s
     """The run spec of a teacher the pipeline pretrains itself (No-KD, its own budget)."""
     teacher = config["teachers"][name]
     return {
-        "name": name, "strategy": REFERENCE_STRATEGY, "student": dict(teacher["shape"]),
+        "name": name, "strategy": REFERENCE_STRATEGY,
+        "student": resolve_layer_norm(teacher["shape"], None, config["pretrain"]["fidelity"]),
         "optim": optim_spec(config, teacher["lr"], config["pretrain"]["warmup"]),
         "budget": dict(teacher["budget"]), "data_dir": data_dir, "out_dir": out_dir,
         "checkpoint_dir": checkpoint_dir, "strategy_options": strategy_options(config, REFERENCE_STRATEGY),

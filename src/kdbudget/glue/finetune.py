@@ -25,7 +25,6 @@ schedule, evaluation, then `finetune` itself.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import shutil
@@ -48,9 +47,10 @@ from kdbudget.glue.select import majority_baseline
 from kdbudget.glue.tasks import GlueTask, get_task
 from kdbudget.io import atomic_dir, write_json
 from kdbudget.log import progress
-from kdbudget.model import KDBertForMaskedLM, Request, load_pretrained
+from kdbudget.model import KDBertForMaskedLM, Request, hf_io, load_pretrained
+from kdbudget.model.bert import is_pre_norm
 from kdbudget.train.optim import no_decay, set_lr
-from kdbudget.train.runtime import autocast_dtype, device_name, pick_device, set_threads, versions
+from kdbudget.train.runtime import autocast_context, autocast_dtype, device_name, pick_device, set_threads, versions
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +234,28 @@ def build_optimizer(model: nn.Module, device: torch.device, *, lr: float, betas:
 # --- saving ----------------------------------------------------------------------------------------------------
 
 
+# Our classification head under RobertaPreLayerNormForSequenceClassification's names (checked before
+# hf_io's encoder prefixes): its head is dropout -> dense -> tanh -> dropout -> out_proj on the first token,
+# ours pooler (dense + tanh on [CLS]) -> dropout -> classifier; the same function in eval mode (RoBERTa's
+# first dropout is extra, in training only).
+PRE_LN_CLASSIFIER_PREFIXES = (
+    ("bert.pooler.dense.", "classifier.dense."),
+    ("classifier.", "classifier.out_proj."),
+) + hf_io.PRE_LN_PREFIXES
+PRE_LN_CLASSIFIER_ARCHITECTURE = "RobertaPreLayerNormForSequenceClassification"
+
+
 def save_classifier(model: BertForGlue, task: GlueTask, model_dir: str | Path, out_dir: str | Path,
                     result: dict[str, Any] | None = None) -> Path:
-    """The fine-tuned model as an HF `BertForSequenceClassification` directory (with tokenizer), atomically."""
-    config = BertConfig.from_dict(model.config.to_dict())
-    config.architectures = ["BertForSequenceClassification"]
+    """The fine-tuned model as an HF `BertForSequenceClassification` directory (with tokenizer), atomically;
+    a pre-LN model as a `RobertaPreLayerNormForSequenceClassification` one (names and positions as
+    `hf_io.save_pretrained` maps them; logits agree on right-padded inputs)."""
+    pre_norm = is_pre_norm(model.config)
+    if pre_norm:
+        config = hf_io.pre_ln_config(model.config, PRE_LN_CLASSIFIER_ARCHITECTURE)
+    else:
+        config = BertConfig.from_dict(model.config.to_dict())
+        config.architectures = ["BertForSequenceClassification"]
     labels = task.labels or ("score",)
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
@@ -247,6 +264,8 @@ def save_classifier(model: BertForGlue, task: GlueTask, model_dir: str | Path, o
     with atomic_dir(out_dir) as tmp:
         config.save_pretrained(str(tmp))
         state = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
+        if pre_norm:
+            state = hf_io.to_pre_ln_state(state, model.config, PRE_LN_CLASSIFIER_PREFIXES)
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         for name in TOKENIZER_FILES:
             if (Path(model_dir) / name).is_file():
@@ -326,6 +345,7 @@ def finetune(
     precision: str = "auto",
     threads: int | None = None,
     device: str = "auto",
+    gpus: int = 0,
     keep_weights_dir: str | Path | None = None,
     max_malformed_fraction: float = DEFAULT_MAX_MALFORMED,
 ) -> dict[str, Any]:
@@ -333,8 +353,10 @@ def finetune(
 
     ``warmup`` is a fraction of all optimizer steps; ``epochs`` may be
     fractional (the last epoch is cut short). The fine-tuned weights
-    are saved (HF `BertForSequenceClassification` layout) only to
-    ``keep_weights_dir``. Returns a JSON-ready dict:
+    are saved (HF `BertForSequenceClassification` layout; `RobertaPreLayerNormForSequenceClassification`
+    for a pre-LN model) only to
+    ``keep_weights_dir``. ``gpus`` is how many GPUs the job asked for: with
+    any, ``device: auto`` refuses to fall back to the CPU. Returns a JSON-ready dict:
 
     task, model (the directory), model_name, batch_size, lr, seed, epochs,
     max_seq_len, optimizer (betas, eps, weight_decay, max_grad_norm,
@@ -352,7 +374,7 @@ def finetune(
     model_dir = Path(model_dir)
     _check_arguments(batch_size, lr, epochs, warmup, max_seq_len)
     set_threads(threads)
-    device_ = pick_device(device)
+    device_ = pick_device(device, gpus)  # a job that asked for GPUs must see one
     hardware = device_name(device_)
 
     data = load_task(glue_dir, task, max_malformed_fraction=max_malformed_fraction)
@@ -370,7 +392,7 @@ def finetune(
     del pretrained
     optimizer = build_optimizer(model, device_, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     amp_dtype = autocast_dtype(device_, precision)
-    autocast = (lambda: torch.autocast(device_.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    autocast = autocast_context(device_, amp_dtype)
     scaler = torch.amp.GradScaler(device_.type, enabled=amp_dtype == torch.float16)
     rng = np.random.default_rng(seed)
     plans = epoch_plans(train.lengths, batch_size, epochs, rng)

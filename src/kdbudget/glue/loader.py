@@ -230,11 +230,14 @@ def _hub_rows(task: GlueTask, rows) -> tuple[list[str], int]:
     return lines, cleaned
 
 
-def save_hub_glue(out_dir: str | Path, tasks: tuple[str, ...] | None = None) -> dict[str, dict[str, int]]:
-    """Download ``nyu-mll/glue`` and write it in the official layout under ``out_dir``.
+def save_hub_glue(out_dir: str | Path, tasks: tuple[str, ...] | None = None,
+                  hub_name: str = "nyu-mll/glue") -> dict[str, dict[str, int]]:
+    """Load ``hub_name`` (``nyu-mll/glue``, or a local clone of its repository) and write it in
+    the official layout under ``out_dir``.
 
-    Needs the network (a local rule only; never called in tests). The folder
-    appears atomically; returns the examples written per file.
+    The hub needs the network (a local rule only); tests give a local clone laid
+    out like the hub's. The folder appears atomically; returns the examples
+    written per file.
     """
     import datasets
 
@@ -244,7 +247,7 @@ def save_hub_glue(out_dir: str | Path, tasks: tuple[str, ...] | None = None) -> 
     with atomic_dir(out_dir) as tmp:
         for name in tasks or tuple(TASKS):
             task = get_task(name)
-            dataset = datasets.load_dataset("nyu-mll/glue", task.hub_config)
+            dataset = datasets.load_dataset(hub_name, task.hub_config)
             names = getattr(dataset["train"].features["label"], "names", None)
             if task.labels is not None and "entailment" in task.labels and list(names or ()) != list(task.labels):
                 raise ValueError(f"{task.name}: hub label order {names} differs from {task.labels}")

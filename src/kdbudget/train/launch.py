@@ -13,6 +13,7 @@ from typing import Any
 
 from kdbudget.io import write_json
 from kdbudget.train.checkpoint import checkpoint_path
+from kdbudget.train.runtime import pick_device
 from kdbudget.train.spec import RunSpec
 from kdbudget.train.trainer import pretrain
 
@@ -23,6 +24,8 @@ def run(spec: dict[str, Any], *, processes: int = 1, log_file: str | None = None
     if processes <= 1:
         pretrain(RunSpec.from_dict(spec))
         return
+    # A job that asked for GPUs and sees none fails here, before torchrun starts its workers.
+    pick_device(spec.get("device", "auto"), int(spec.get("gpus") or 0))
     spec_path = Path(spec["checkpoint_dir"]) / "spec.json"
     write_json(spec_path, spec)
     torchrun = Path(sys.executable).parent / "torchrun"

@@ -4,18 +4,36 @@ and the git commit of the pipeline."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
 
 
-def pick_device(requested: str = "auto") -> torch.device:
+class NoGpuError(RuntimeError):
+    """A job that asked for GPUs sees none: training on the CPU would silently take days."""
+
+
+def pick_device(requested: str = "auto", gpus: int = 0) -> torch.device:
+    """The device to train on. ``gpus`` is what the job asked the cluster for: a job that
+    asked for GPUs and sees none fails at once instead of training on the CPU under ``auto``."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+        requested = "cuda" if gpus > 0 or torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        asked = f"this job asked for {gpus} GPU(s)" if gpus > 0 else f"device {requested!r} was requested"
+        raise NoGpuError(
+            f"{asked} but torch sees none (torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}, "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}, host "
+            f"{platform.node()}): a node without a working GPU or a CPU-only torch. Set the config's device "
+            "to 'cpu' (pretrain.device / glue.device) to train on the CPU on purpose."
+        )
+    return device
 
 
 def device_name(device: torch.device) -> str:
@@ -43,6 +61,16 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> Callable[[], AbstractContextManager]:
+    """A factory of fresh autocast contexts (``with autocast():``), or of null contexts for fp32.
+
+    A factory, not one ``torch.autocast`` object: each ``with`` needs its own context, and
+    calling an autocast instance is its decorator form, not a context."""
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 def versions() -> dict[str, str]:

@@ -23,6 +23,7 @@ class Shape:
     max_positions: int = 512
     dropout: float = 0.1
     init_std: float = 0.02  # BERT's; narrow models learn faster with a larger one
+    layer_norm: str = "post"  # "post" (BERT) or "pre" (the released No-KD code); plan.py resolves the config's "auto"
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class RunSpec:
     log_every_steps: int = 10
     eval_sequences: int = 2048
     compile: bool = False
+    gpus: int = 0  # GPUs the job asked for: with any, device "auto" refuses to fall back to the CPU
+    divergence_spike_factor: float = 3.0  # stop when the loss exceeds this x its recent median (0: never)
+    divergence_window: int = 100  # steps in that median
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":

@@ -30,12 +30,15 @@ from kdbudget.model import KDBertForMaskedLM, bert_config, load_pretrained, save
 from kdbudget.model.flops import train_step_flops
 from kdbudget.strategies import build_strategy, teacher_forward
 from kdbudget.train.budget import Budget, Spent
-from kdbudget.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from kdbudget.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from kdbudget.train.clock import StepClock
 from kdbudget.train.deadline import job_end_time
+from kdbudget.train.divergence import Diverged, DivergenceGuard
 from kdbudget.train.distributed import (World, agree_max, agree_mean, average_gradients, close_world,
                                         gather_objects, init_world)
 from kdbudget.train.optim import build_optimizer, set_lr
-from kdbudget.train.runtime import autocast_dtype, device_name, git_commit, pick_device, set_threads, versions
+from kdbudget.train.runtime import (autocast_context, autocast_dtype, device_name, git_commit, pick_device, set_threads,
+                                    versions)
 from kdbudget.train.schedule import lr_multiplier
 from kdbudget.train.spec import RunSpec
 from kdbudget.train.stream import BatchStream, StreamPosition
@@ -110,7 +113,7 @@ def build_student(spec: RunSpec, meta: dict[str, Any]) -> KDBertForMaskedLM:
     s = spec.student
     config = bert_config(s.layers, s.hidden, s.heads, s.intermediate, meta["vocab_size"], s.max_positions,
                          hidden_dropout_prob=s.dropout, attention_probs_dropout_prob=s.dropout,
-                         initializer_range=s.init_std,
+                         initializer_range=s.init_std, layer_norm=s.layer_norm,
                          pad_token_id=meta["tokenizer"]["special_ids"]["pad"])
     return KDBertForMaskedLM(config)
 
@@ -142,7 +145,8 @@ class _StopFlag:
 # checkpoint cadence, paths) may differ between a run and its resume.
 _RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_steps", "log_every_steps",
                       "eval_sequences", "out_dir", "checkpoint_dir", "data_dir", "teacher_dir", "device",
-                      "stop_before_time_limit_seconds"}
+                      "stop_before_time_limit_seconds", "gpus",
+                      "divergence_spike_factor", "divergence_window"}
 
 
 def run_identity(spec: RunSpec) -> str:
@@ -166,7 +170,7 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     """Train ``spec.name`` until its budget is spent; returns the summary."""
     set_threads(spec.threads)
     torch.manual_seed(spec.seed)
-    world, device = init_world(pick_device(spec.device))
+    world, device = init_world(pick_device(spec.device, spec.gpus))
     try:
         # The handlers stay for the whole run: a stop signal during the loop ends it at the next step
         # with a checkpoint; one after the loop (evaluation, writing the model) is too late to
@@ -258,7 +262,9 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     recent_seconds: deque[float] = deque(maxlen=20)
     step_cost = {"tokens": float(tokens_per_step), "flops": flops_cost(meta["masking"]["max_predictions"]),
                  "seconds": 0.0}
-    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext)
+    autocast = autocast_context(device, amp_dtype)
+    clock = StepClock(device)  # every arm, whatever its budget unit, is timed by this clock
+    guard = DivergenceGuard(spec.divergence_spike_factor, spec.divergence_window)
     student.train()
     end_time = job_end_time() if world.is_main else None  # rank 0's clock decides for every process
     stop_at = end_time - spec.stop_before_time_limit_seconds if end_time else None
@@ -276,7 +282,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     metrics_file = open(metrics_path, "a", encoding="utf-8") if world.is_main else contextlib.nullcontext()
     with metrics_file as metrics:
         while not budget.should_stop(spent, step_cost[budget.unit]):
-            started = time.perf_counter()
+            clock.start()
             fraction = budget.fraction(spent)
             lr = opt.lr * lr_multiplier(fraction, opt.warmup)
             set_lr(optimizer, lr)
@@ -303,16 +309,25 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda" and budget.unit == "seconds":
-                torch.cuda.synchronize(device)
+            seconds = clock.stop()
+            diverged = guard.check(float(components["loss"]))  # the clock already waited for the device
             due = bool(spec.checkpoint_every_steps and (spent.steps + 1) % spec.checkpoint_every_steps == 0) or \
                 time.monotonic() - last_checkpoint >= spec.checkpoint_every_seconds
             late = stop_at is not None and time.time() >= stop_at
             # One decision for the whole job: the slowest process's time, any stop signal, any due
             # checkpoint, the job's time limit.
-            elapsed, signum, due, late = agree_max(
-                [time.perf_counter() - started, stop.signum or 0, float(due), float(late)], world, device)
+            elapsed, signum, due, late, bad = agree_max(
+                [seconds, stop.signum or 0, float(due), float(late), float(diverged is not None)], world, device)
             signum = int(signum) or None
+            if bad:
+                bar.close()
+                kept = (f"the last good checkpoint ({checkpoint_path(checkpoint_dir)}) is kept"
+                        if checkpoint_path(checkpoint_dir).is_file() else "no checkpoint had been written yet")
+                raise Diverged(
+                    f"{spec.name}: training diverged at step {spent.steps + 1}: "
+                    f"{diverged or 'another process saw a diverged loss'}. Stopped instead of spending the rest of "
+                    f"the budget; {kept}. Lower the learning rate (pretrain.lr) or raise the warmup, then delete "
+                    f"{checkpoint_dir} to start over (pretrain.divergence_spike_factor: 0 disables the spike test)")
 
             step_flops = flops_cost(masked / opt.batch_size)
             spent.steps += 1

@@ -1,0 +1,148 @@
+"""The code paths a GPU job takes, run on the CPU: autocast in bf16 and fp16 with
+loss scaling, the step clock every arm shares, the refusal to train on the CPU
+when GPUs were asked for, and the stop on a diverged loss."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_spec
+from kdbudget.train import clock as clock_module
+from kdbudget.train.checkpoint import checkpoint_path
+from kdbudget.train.divergence import Diverged, DivergenceGuard
+from kdbudget.train.launch import run
+from kdbudget.train.runtime import NoGpuError, autocast_context, pick_device
+from kdbudget.train.spec import RunSpec
+from kdbudget.train.trainer import pretrain
+
+
+def _teacher(tmp_path: Path, data: Path) -> Path:
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    vocab = json.loads((data / "meta.json").read_text())["vocab_size"]
+    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=512)
+    directory = tmp_path / "teacher"
+    BertForMaskedLM(config).save_pretrained(directory)
+    for item in (data / "tokenizer").iterdir():
+        shutil.copy(item, directory / item.name)
+    return directory
+
+
+def _run(tmp_path: Path, data: Path, **overrides) -> dict:
+    return pretrain(RunSpec.from_dict(tiny_spec(tmp_path, data, **overrides)))
+
+
+def test_autocast_context_is_a_factory_of_fresh_contexts():
+    autocast = autocast_context(torch.device("cpu"), torch.bfloat16)
+    for _ in range(2):  # a stored torch.autocast instance cannot be called: each `with` needs a new one
+        with autocast():
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with autocast_context(torch.device("cpu"), None)():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+@pytest.mark.parametrize("strategy", ["nokd", "vanillakd", "tinybert", "minilm"])
+def test_pretraining_runs_under_autocast(tmp_path, packed_data, precision, dtype, strategy):
+    """What `precision: auto` selects on every GPU: the whole run (steps, evaluation, summary) under autocast."""
+    teacher = str(_teacher(tmp_path, packed_data)) if strategy != "nokd" else None
+    summary = _run(tmp_path, packed_data, name=f"{strategy}2", strategy=strategy, teacher_dir=teacher,
+                   precision=precision, budget={"mode": "tokens", "limit": 8 * 128 * 4})
+    assert summary["precision"] == str(dtype) and summary["steps"] == 4
+    rows = [json.loads(line) for line in (tmp_path / "out" / f"{strategy}2" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+
+
+def test_autocast_really_changes_the_computation(tmp_path, packed_data):
+    """Pretraining honours `precision`: bf16 weights after a few steps differ from fp32's."""
+    weights = {}
+    for precision in ("fp32", "bf16"):
+        _run(tmp_path / precision, packed_data, precision=precision, budget={"mode": "tokens", "limit": 8 * 128 * 3})
+        weights[precision] = load_file(tmp_path / precision / "out" / "nokd2" / "model.safetensors")
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(weights["fp32"][key], weights["bf16"][key])
+
+
+def test_fp16_loss_scaler_state_is_checkpointed_and_resumed(tmp_path, packed_data, monkeypatch):
+    """fp16 uses a dynamic loss scaler; a checkpoint carries its scale so a resume is exact."""
+    budget = {"mode": "tokens", "limit": 8 * 128 * 6}
+    _run(tmp_path / "whole", packed_data, precision="fp16", budget=budget)
+    spec = RunSpec.from_dict(tiny_spec(tmp_path / "split", packed_data, precision="fp16", budget=budget,
+                                       stop_before_time_limit_seconds=1000))
+    # A SLURM job that ends in 1000 s: the run stops with a checkpoint after its first step.
+    monkeypatch.setenv("SLURM_JOB_ID", "1")
+    monkeypatch.setenv("SLURM_JOB_END_TIME", str(int(time.time()) + 1000))
+    with pytest.raises(SystemExit):
+        pretrain(spec)
+    state = torch.load(checkpoint_path(spec.checkpoint_dir), weights_only=False)
+    assert state["scaler"]["scale"] > 0 and state["progress"]["spent"]["steps"] == 1
+    monkeypatch.delenv("SLURM_JOB_END_TIME")
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert pretrain(spec)["resumes"] == 1
+    a = load_file(tmp_path / "whole" / "out" / "nokd2" / "model.safetensors")
+    b = load_file(tmp_path / "split" / "out" / "nokd2" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_job_that_asked_for_gpus_and_sees_none_fails_at_once(tmp_path, packed_data, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(NoGpuError, match=r"asked for 1 GPU\(s\) but torch sees none.*pretrain.device"):
+        pick_device("auto", gpus=1)
+    assert pick_device("auto", gpus=0).type == "cpu"
+    assert pick_device("cpu", gpus=2).type == "cpu"  # on purpose
+    spec = tiny_spec(tmp_path, packed_data, gpus=1)
+    with pytest.raises(NoGpuError):
+        run(spec, processes=1)
+    with pytest.raises(NoGpuError):  # before torchrun starts any worker
+        run({**spec, "gpus": 2}, processes=2)
+    assert not (tmp_path / "checkpoints" / "nokd2").exists()
+
+
+def test_every_arm_is_timed_by_the_same_clock(tmp_path, packed_data, monkeypatch):
+    """The No-KD reference (a tokens budget) and a KD follower (its seconds) wait for the device
+    once per step through the same clock: their seconds are measured alike."""
+    synced: list[str] = []
+    monkeypatch.setattr(clock_module, "synchronize", lambda device: synced.append(str(device)))
+    reference = _run(tmp_path, packed_data, budget={"mode": "reference", "is_reference": True, "epochs": 0.5,
+                                                    "measure": "seconds"})
+    assert len(synced) == reference["steps"] > 0
+    synced.clear()
+    follower = _run(tmp_path, packed_data, name="vanillakd2", strategy="vanillakd",
+                    teacher_dir=str(_teacher(tmp_path, packed_data)),
+                    budget={"mode": "reference", "measure": "seconds",
+                            "reference_summary": str(tmp_path / "out" / "nokd2" / "summary.json")})
+    assert len(synced) == follower["steps"] > 0
+    # The follower got the reference's seconds, measured by that clock.
+    assert follower["budget"]["limit"] == pytest.approx(reference["spent"]["seconds"])
+
+
+def test_divergence_guard():
+    guard = DivergenceGuard(spike_factor=3.0, window=10, min_history=5)
+    assert all(guard.check(x) is None for x in (9.0, 8.0, 30.0, 7.0))  # early steps are never a spike
+    assert all(guard.check(x) is None for x in (6.0, 6.0, 6.0))
+    assert "median" in guard.check(25.0)  # 25 > 3 x median(9, 8, 30, 7, 6, 6, 6) = 3 x 7
+    assert guard.check(20.0) is None
+    assert "nan" in guard.check(float("nan")) and "inf" in guard.check(float("inf"))
+    assert DivergenceGuard(spike_factor=0).check(1e9) is None
+
+
+def test_a_diverged_run_stops_and_keeps_its_last_good_checkpoint(tmp_path, packed_data):
+    spec = tiny_spec(tmp_path, packed_data, budget={"mode": "tokens", "limit": 8 * 128 * 40},
+                     checkpoint_every_steps=1, divergence_window=4)
+    spec["optim"]["lr"] = 1e4  # far beyond stable: the loss explodes within a few steps
+    with pytest.raises(Diverged, match=r"diverged at step (\d+).*last good checkpoint") as caught:
+        pretrain(RunSpec.from_dict(spec))
+    step = int(caught.value.args[0].split("diverged at step ")[1].split(":")[0])
+    state = torch.load(checkpoint_path(spec["checkpoint_dir"]), weights_only=False)
+    assert state["progress"]["spent"]["steps"] == step - 1  # the last good step, not the bad one
+    assert step < 40 and not Path(spec["out_dir"]).exists()
