@@ -120,9 +120,6 @@ def packed_shards(shards):
 
 # --- pretraining -------------------------------------------------------------
 
-PRETRAIN_OUTPUTS = ["model.safetensors", "config.json", "summary.json", "metrics.jsonl"]
-
-
 def teacher_dir(name):
     teacher = TEACHERS[name]
     if teacher["source"] == "hub":
@@ -133,9 +130,7 @@ def teacher_dir(name):
 
 
 def teacher_input(name):
-    """A file that exists once the teacher is ready (the DAG edge to its job)."""
-    if TEACHERS[name]["source"] == "pretrain":
-        return f"results/teachers/{name}/model.safetensors"
+    """What exists once the teacher is ready (the DAG edge to its job)."""
     return teacher_dir(name)
 
 
@@ -146,8 +141,14 @@ def pretrain_inputs(wildcards):
         inputs["teacher"] = teacher_input(model.teacher)
     reference = model.reference_name(MODELS)
     if reference:
-        inputs["reference"] = f"results/pretrain/{reference}/summary.json"
+        inputs["reference"] = f"results/pretrain/{reference}"
     return inputs
+
+
+def reference_summary(input):
+    """The No-KD reference run's summary.json inside its model directory (an input), or None."""
+    reference = input.get("reference") if input is not None else None
+    return f"{reference}/summary.json" if reference else None
 
 
 def pretrain_spec(wildcards, input):
@@ -159,7 +160,7 @@ def pretrain_spec(wildcards, input):
         out_dir=f"results/pretrain/{model.name}",
         checkpoint_dir=f"results/checkpoints/{model.name}",
         teacher_dir=teacher_dir(model.teacher) if model.teacher else None,
-        reference_summary=input.get("reference"),
+        reference_summary=reference_summary(input),
     )
 
 
@@ -178,7 +179,7 @@ def pretrain_minutes(wildcards, input):
     if "model" in wildcards.keys():
         model = MODELS[wildcards.model]
         # A KD run of a 'reference' group takes as long as its No-KD run did, once that has run.
-        reference = cluster.reference_minutes(input.get("reference")) if input is not None else None
+        reference = cluster.reference_minutes(reference_summary(input))
         return cluster.pretrain_minutes(model.runtime, model.budget, reference)
     teacher = TEACHERS[wildcards.teacher]
     return cluster.pretrain_minutes(config["resources"]["pretrain"]["runtime"], teacher.get("budget"), None)
@@ -228,8 +229,9 @@ def pretrain_retries(rule):
 PRETRAIN_SLURM_EXTRA = "'--signal=USR1@300'"
 
 
-def pretrained_summaries():
-    return expand("results/pretrain/{model}/summary.json", model=list(MODELS))
+def pretrained_models():
+    """Every student's model directory (with its summary.json and metrics.jsonl)."""
+    return expand("results/pretrain/{model}", model=list(MODELS))
 
 
 # --- GLUE ------------------------------------------------------------------
@@ -299,7 +301,7 @@ def glue_summaries():
 
 def all_targets():
     """Everything: the data, every model, its GLUE summary, Table 2 and the plots (rule table, rules/report.smk)."""
-    return [f"{DATA}/meta.json", *pretrained_summaries(), *glue_summaries(), *rules.table.input]
+    return [f"{DATA}/meta.json", *pretrained_models(), *glue_summaries(), *rules.table.input]
 
 
 # --- cluster site settings ---------------------------------------------------

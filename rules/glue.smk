@@ -47,7 +47,7 @@ rule fetch_glue:
 
 rule finetune_cell:
     input:
-        model="results/pretrain/{model}/model.safetensors",
+        model="results/pretrain/{model}",
         glue=glue_dir(),
     output:
         "results/finetune/{model}/{task}/{cell}.json",

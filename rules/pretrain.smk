@@ -30,7 +30,9 @@ rule pretrain_teacher:
     input:
         data=f"{DATA}/meta.json",
     output:
-        expand("results/teachers/{{teacher}}/{file}", file=PRETRAIN_OUTPUTS),
+        # The whole Hugging Face model directory (weights, config, tokenizer, summary.json,
+        # metrics.jsonl), written atomically: a target of its own (snakemake results/teachers/NAME).
+        directory("results/teachers/{teacher}"),
     params:
         spec=pretrain_teacher_spec,
         gpus=pretrain_resources("gpu"),  # torchrun's process count, however the cluster is asked for them
@@ -54,7 +56,7 @@ rule pretrain_model:
     input:
         unpack(pretrain_inputs),
     output:
-        expand("results/pretrain/{{model}}/{file}", file=PRETRAIN_OUTPUTS),
+        directory("results/pretrain/{model}"),  # as the teachers': snakemake results/pretrain/minilm6
     params:
         spec=pretrain_spec,
         gpus=pretrain_resources("gpu"),
@@ -76,4 +78,4 @@ rule pretrain_model:
 
 rule pretrain:
     input:
-        pretrained_summaries(),
+        pretrained_models(),

@@ -1,5 +1,5 @@
-# Table 2, its comparison with the paper and the plots. Inputs are only the
-# small summaries (never the weights), so the README's rebuild command
+# Table 2, its comparison with the paper and the plots. They read only the small
+# summaries in the model directories (never the weights), so the README's rebuild command
 #   snakemake --cores 1 table --allowed-rules table2 plots table --forcerun table2 plots
 # regenerates them from cached results without any training or fine-tuning job.
 from kdbudget.report.table import layout_from_plan, layout_to_data
@@ -19,7 +19,7 @@ PLOTS = "results/plots"
 
 rule table2:
     input:
-        pretrain=pretrained_summaries(),
+        pretrain=pretrained_models(),
         glue=glue_summaries(),
     output:
         md=f"{TABLES}/table2.md",
@@ -47,8 +47,7 @@ rule table2:
 
 rule plots:
     input:
-        pretrain=pretrained_summaries(),
-        metrics=expand("results/pretrain/{model}/metrics.jsonl", model=list(MODELS)),
+        pretrain=pretrained_models(),
         glue=glue_summaries(),
     output:
         throughput=report(f"{PLOTS}/throughput.png", caption="../workflow/report/throughput.rst", category="Plots"),

@@ -435,12 +435,12 @@ def test_gpu_partition_the_plugin_s_way(tmp_path):
 def test_kd_runs_ask_for_what_their_no_kd_run_took(tmp_path):
     """Once nokd6 has written its summary (an hour of training), vanillakd6 asks for an hour +10%
     + 15 minutes: 81 minutes instead of the group's 360; before, the group's runtime."""
-    _, before = plan(tmp_path, targets=("results/pretrain/vanillakd6/summary.json",), profile=False)
+    _, before = plan(tmp_path, targets=("results/pretrain/vanillakd6",), profile=False)
     assert {job["model"]: job["runtime"] for job in before["pretrain_model"]} == {"nokd6": "360", "vanillakd6": "360"}
     summary = tmp_path / "results" / "pretrain" / "nokd6" / "summary.json"
     summary.parent.mkdir(parents=True)
     summary.write_text(json.dumps({"spent": {"seconds": 3600.0, "tokens": 1, "flops": 1.0, "steps": 1}}))
-    _, after = plan(tmp_path, targets=("results/pretrain/vanillakd6/summary.json",), profile=False)
+    _, after = plan(tmp_path, targets=("results/pretrain/vanillakd6",), profile=False)
     assert {job["model"]: job["runtime"] for job in after["pretrain_model"]}["vanillakd6"] == "81"
 
 

@@ -9,7 +9,7 @@ from kdbudget.log import setup_logging
 setup_logging(snakemake.log[0])
 settings, cell = snakemake.params.settings, snakemake.params.cell
 result = finetune(
-    Path(snakemake.input.model).parent, snakemake.input.glue, snakemake.wildcards.task,
+    Path(snakemake.input.model), snakemake.input.glue, snakemake.wildcards.task,
     batch_size=cell["batch_size"], lr=cell["lr"], seed=cell["seed"], **settings, threads=snakemake.threads,
     gpus=int(snakemake.params.gpus or 0),
     keep_weights_dir=snakemake.params.keep_weights,

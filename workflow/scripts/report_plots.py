@@ -9,9 +9,8 @@ from kdbudget.report.table import build_table, layout_from_data, load_model_resu
 setup_logging(snakemake.log[0])
 layout = layout_from_data(snakemake.params.layout)
 results = {
-    name: load_model_results(name, pretrain=pretrain, metrics=metrics, glue=Path(glue) / "summary.json")
-    for name, pretrain, metrics, glue in zip(
-        snakemake.params.models, snakemake.input.pretrain, snakemake.input.metrics, snakemake.input.glue
-    )
+    name: load_model_results(name, pretrain=Path(model) / "summary.json", metrics=Path(model) / "metrics.jsonl",
+                             glue=Path(glue) / "summary.json")
+    for name, model, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue)
 }
 write_plots(build_table(layout, results), results, Path(snakemake.output.throughput).parent)

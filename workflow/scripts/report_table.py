@@ -9,7 +9,7 @@ from kdbudget.report.table import build_table, layout_from_data, load_model_resu
 setup_logging(snakemake.log[0])
 layout = layout_from_data(snakemake.params.layout)
 results = {
-    name: load_model_results(name, pretrain=pretrain, glue=Path(glue) / "summary.json")
+    name: load_model_results(name, pretrain=Path(pretrain) / "summary.json", glue=Path(glue) / "summary.json")
     for name, pretrain, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue)
 }
 write_tables(build_table(layout, results), Path(snakemake.output.md).parent)
