@@ -196,7 +196,7 @@ def pretrain_resources(attribute):
     return settings[attribute]
 
 
-def pretrain_retries(rule):
+def pretrain_retries(rule_name):
     """Retries of a pretraining rule when its longest run needs several jobs under the site's
     max_runtime (the trainer stops before each job's limit and the retry resumes):
     resources.pretrain.retries plus one per further job. A rule's retries replace --retries (the
@@ -205,7 +205,7 @@ def pretrain_retries(rule):
     --retries 0), or a job stopped before its time limit would resume within the same job."""
     if workflow.remote_exec:
         return None
-    if rule == "pretrain_teacher":
+    if rule_name == "pretrain_teacher":
         longest = [
             cluster.pretrain_minutes(config["resources"]["pretrain"]["runtime"], t.get("budget"), None)
             for t in TEACHERS.values()
