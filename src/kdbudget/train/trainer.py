@@ -28,19 +28,19 @@ from kdbudget.io import atomic_dir, read_json
 from kdbudget.log import progress
 from kdbudget.model import KDBertForMaskedLM, bert_config, load_pretrained, save_pretrained
 from kdbudget.model.flops import train_step_flops
-from kdbudget.strategies import build_strategy, teacher_forward
+from kdbudget.strategies import build_strategy
 from kdbudget.train.budget import Budget, Spent
 from kdbudget.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from kdbudget.train.clock import StepClock
 from kdbudget.train.deadline import job_end_time
 from kdbudget.train.divergence import Diverged, DivergenceGuard
-from kdbudget.train.distributed import (World, agree_max, agree_mean, average_gradients, close_world,
-                                        gather_objects, init_world)
+from kdbudget.train.distributed import World, agree_max, agree_mean, close_world, gather_objects, init_world
 from kdbudget.train.optim import build_optimizer, set_lr
 from kdbudget.train.runtime import (autocast_context, autocast_dtype, device_name, git_commit, pick_device, set_threads,
                                     versions)
 from kdbudget.train.schedule import lr_multiplier
 from kdbudget.train.spec import RunSpec
+from kdbudget.train.step import StepParts, train_step
 from kdbudget.train.stream import BatchStream, StreamPosition
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,6 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     seq_len = meta["seq_len"]
     accumulation = opt.batch_size // (opt.micro_batch_size * world.size)
     mine = slice(world.rank * opt.micro_batch_size, (world.rank + 1) * opt.micro_batch_size)
-    trained = [p for module in (student, strategy) for p in module.parameters() if p.requires_grad]
     tokens_per_step = opt.batch_size * seq_len
     flops_cost = lambda masked_per_seq: train_step_flops(  # noqa: E731
         student.config, teacher.config if teacher else None, strategy, opt.batch_size, seq_len, masked_per_seq)
@@ -263,6 +262,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     step_cost = {"tokens": float(tokens_per_step), "flops": flops_cost(meta["masking"]["max_predictions"]),
                  "seconds": 0.0}
     autocast = autocast_context(device, amp_dtype)
+    parts = StepParts(student, teacher, strategy, optimizer, scaler, autocast, device, world)
     clock = StepClock(device)  # every arm, whatever its budget unit, is timed by this clock
     guard = DivergenceGuard(spec.divergence_spike_factor, spec.divergence_window)
     student.train()
@@ -286,29 +286,13 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
             fraction = budget.fraction(spent)
             lr = opt.lr * lr_multiplier(fraction, opt.warmup)
             set_lr(optimizer, lr)
-            components: dict[str, torch.Tensor] = {}
-            masked = 0
-            for _ in range(accumulation):
-                # Every process reads the global micro-batch and trains on its own slice. It is read
-                # as one process would read it, micro-batch by micro-batch, so dynamic masks (keyed by
-                # position) are the same for any number of processes.
-                host_batch = _concat([stream.next(opt.micro_batch_size) for _ in range(world.size)])
-                masked += int((host_batch["labels"] != -100).sum())  # on the host: no device sync
-                batch = {k: v[mine].to(device, non_blocking=True) for k, v in host_batch.items()}
-                with autocast():
-                    student_out = student(batch["input_ids"], attention_mask=batch["attention_mask"],
-                                          labels=batch["labels"], request=strategy.student_needs)
-                    teacher_out = teacher_forward(teacher, batch, strategy.teacher_needs, strategy.fidelity)
-                losses = strategy(student_out, teacher_out, batch)
-                scaler.scale(losses["loss"] / accumulation).backward()
-                for key, value in losses.items():
-                    components[key] = components.get(key, 0.0) + value.detach() / accumulation
-            if scaler.is_enabled():
-                scaler.unscale_(optimizer)  # average true gradients, so an inf reaches every process
-            average_gradients(trained, world)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            # Every process reads the global micro-batches and trains on its own slices. They are
+            # read as one process would read them, micro-batch by micro-batch, so dynamic masks (keyed
+            # by position) are the same for any number of processes.
+            host_batches = [_concat([stream.next(opt.micro_batch_size) for _ in range(world.size)])
+                            for _ in range(accumulation)]
+            masked = sum(int((b["labels"] != -100).sum()) for b in host_batches)  # on the host: no sync
+            components = train_step(parts, ({k: v[mine] for k, v in b.items()} for b in host_batches), accumulation)
             seconds = clock.stop()
             diverged = guard.check(float(components["loss"]))  # the clock already waited for the device
             due = bool(spec.checkpoint_every_steps and (spent.steps + 1) % spec.checkpoint_every_steps == 0) or \

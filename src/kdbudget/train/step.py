@@ -1,0 +1,64 @@
+"""One optimizer step of pretraining: the code the trainer runs and the GPU
+benchmark times (``benchmarks/gpu_throughput.py``), so the numbers it prints
+are the trainer's.
+
+A step is ``accumulation`` micro-batches, each a forward pass of the student
+(and the teacher, as far as the strategy asks), the strategy's loss and a
+backward pass, then one AdamW update (with the fp16 loss scaler where it is
+on), averaged over data-parallel processes. Nothing in it waits for the
+device: the caller's clock (``kdbudget.train.clock``) does, once per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kdbudget.strategies import Strategy, teacher_forward
+from kdbudget.train.distributed import World, average_gradients
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class StepParts:
+    """What a step touches: the models, the optimizer and how they run."""
+
+    student: nn.Module
+    teacher: nn.Module | None
+    strategy: Strategy
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], AbstractContextManager]
+    device: torch.device
+    world: World
+
+    def __post_init__(self) -> None:
+        self.trained = [p for module in (self.student, self.strategy) for p in module.parameters() if p.requires_grad]
+
+
+def train_step(parts: StepParts, micro_batches: Iterator[Batch], accumulation: int) -> dict[str, torch.Tensor]:
+    """Take one optimizer step over ``accumulation`` micro-batches (this process's slices, on the
+    host); returns each loss component averaged over them, as device tensors (no sync)."""
+    components: dict[str, torch.Tensor] = {}
+    for _ in range(accumulation):
+        batch = {k: v.to(parts.device, non_blocking=True) for k, v in next(micro_batches).items()}
+        with parts.autocast():
+            student_out = parts.student(batch["input_ids"], attention_mask=batch["attention_mask"],
+                                        labels=batch["labels"], request=parts.strategy.student_needs)
+            teacher_out = teacher_forward(parts.teacher, batch, parts.strategy.teacher_needs, parts.strategy.fidelity)
+        losses = parts.strategy(student_out, teacher_out, batch)
+        parts.scaler.scale(losses["loss"] / accumulation).backward()
+        for key, value in losses.items():
+            components[key] = components.get(key, 0.0) + value.detach() / accumulation
+    if parts.scaler.is_enabled():
+        parts.scaler.unscale_(parts.optimizer)  # average true gradients, so an inf reaches every process
+    average_gradients(parts.trained, parts.world)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    parts.optimizer.zero_grad(set_to_none=True)
+    return components
