@@ -65,7 +65,11 @@ class CheckpointLock:
     def acquire(self) -> "CheckpointLock":
         while True:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            try:
+                # Not inherited by programs this process starts (PEP 446), which would keep the lock alive.
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            except FileNotFoundError:  # a finishing trainer removed the folder just now
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
