@@ -17,6 +17,12 @@ from kdbudget.config import ConfigError, validate_config
 from kdbudget.data.tokenizer import TokenizerError, check_tokenizer_dir
 from kdbudget.glue.tasks import TRAIN_EXAMPLES
 from kdbudget.plan import check_teachers, plan_models, student_spec, teacher_spec
+from kdbudget.train.orphan import mark_job_owner
+
+# The jobs this process starts name it as their owner: a trainer whose Snakemake is killed then
+# checkpoints and stops instead of living on beside the rerun's trainer (kdbudget.train.orphan).
+# In a cluster job this is the job's own Snakemake, which parses the workflow again.
+mark_job_owner()
 
 try:
     _validated = validate_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))

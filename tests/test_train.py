@@ -342,3 +342,156 @@ def test_a_slurm_job_stops_before_its_time_limit_and_a_rerun_resumes(tmp_path, p
     a = load_file(tmp_path / "a" / "out" / "nokd2" / "model.safetensors")
     b = load_file(Path(spec["out_dir"]) / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- one trainer per checkpoint folder, and none outliving its job ------------------------------
+
+
+def _trainer_below(pid: int) -> int:
+    """The training process (python -m kdbudget.train) started, at any depth, by ``pid``."""
+    for child in _descendants(pid):
+        with contextlib.suppress(OSError):
+            if (Path("/proc") / str(child) / "cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", b"kdbudget.train"]:
+                return child
+    raise AssertionError(f"no trainer below process {pid}")
+
+
+def _ended(pid: int) -> bool:
+    """Whether a process (not necessarily our child) has ended: gone, or a zombie nobody reaped."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_a_second_trainer_on_the_same_checkpoint_folder_is_refused(tmp_path, packed_data):
+    from kdbudget.train.lock import CheckpointLock
+
+    spec = tiny_spec(tmp_path, packed_data, budget={"mode": "tokens", "limit": 8 * 128 * 100000})
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    checkpoints = Path(spec["checkpoint_dir"])
+    first = _start(spec_path, tmp_path / "first.log")
+    try:
+        _wait_for_steps(first, checkpoints / "metrics.jsonl", 3)
+        second = subprocess.run([sys.executable, "-m", "kdbudget.train", str(spec_path)], capture_output=True,
+                                text=True, timeout=120)
+        assert second.returncode == 1
+        last = second.stderr.splitlines()[-1]
+        assert last.startswith(f"ERROR CheckpointBusy: {checkpoints} is in use by trainer 'nokd2', pid {first.pid} ")
+        assert f"kill {first.pid}" in last
+        # The refused trainer touched nothing: the first one's metrics go on from where they were.
+        _wait_for_steps(first, checkpoints / "metrics.jsonl", 5)
+        assert [json.loads(r)["step"] for r in (checkpoints / "metrics.jsonl").read_text().splitlines()][:5] == \
+            [1, 2, 3, 4, 5]
+    finally:
+        first.kill()  # kill -9: no chance to clean up
+        first.wait(timeout=60)
+    # The operating system freed the dead trainer's lock: nothing stale is left to unlock by hand.
+    CheckpointLock(checkpoints).acquire().release()
+
+
+def test_a_launcher_holds_the_lock_for_its_torchrun_workers(tmp_path, packed_data):
+    """launch.run refuses a multi-process job on a folder in use before it starts torchrun."""
+    from kdbudget.train.launch import run
+    from kdbudget.train.lock import CheckpointBusy, CheckpointLock
+
+    spec = tiny_spec(tmp_path, packed_data, device="cpu")
+    with CheckpointLock(spec["checkpoint_dir"], "holder"):
+        with pytest.raises(CheckpointBusy, match=rf"'holder', pid {os.getpid()}"):
+            run(spec, processes=2)
+    assert not (Path(spec["checkpoint_dir"]) / "spec.json").exists()  # torchrun was never prepared
+
+
+@pytest.mark.parametrize("killed", ["parent", "owner"])
+def test_a_trainer_whose_job_is_gone_checkpoints_and_stops(tmp_path, packed_data, killed):
+    """'parent': the process that started the trainer is SIGKILLed. 'owner': as in a Snakemake job
+    (snakemake -> bash -> python), the process named in KDBUDGET_JOB_OWNER is SIGKILLed while the
+    shell between it and the trainer lives on, so the trainer's own parent never changes. Either
+    way the trainer writes a checkpoint and exits within seconds, writing no model."""
+    from kdbudget.train.checkpoint import load_checkpoint
+
+    spec = tiny_spec(tmp_path, packed_data, budget={"mode": "tokens", "limit": 8 * 128 * 100000})
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    log = tmp_path / "trainer.log"
+    trainer = f"{sys.executable} -m kdbudget.train {spec_path} --log-file {log}"
+    if killed == "parent":
+        code = f"import subprocess; subprocess.Popen({trainer.split()!r}).wait()"
+    else:
+        code = ("import subprocess; from kdbudget.train.orphan import mark_job_owner; mark_job_owner(); "
+                f"subprocess.Popen(['bash', '-c', {trainer + '; exit $?'!r}]).wait()")
+    starter = subprocess.Popen([sys.executable, "-c", code])
+    checkpoints = Path(spec["checkpoint_dir"])
+    pid = None
+    try:
+        _wait_for_steps(starter, checkpoints / "metrics.jsonl", 3)
+        pid = _trainer_below(starter.pid)
+        starter.kill()
+        starter.wait(timeout=60)
+        deadline = time.time() + 30
+        while not _ended(pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _ended(pid), "the orphaned trainer is still running"
+    finally:
+        starter.kill()
+        for leftover in [pid] if pid else _descendants(starter.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover, signal.SIGKILL)
+    state = load_checkpoint(checkpoints)
+    assert state is not None and state["progress"]["spent"]["steps"] >= 3 and not state["progress"]["trained"]
+    assert "is gone" in log.read_text() and "stopped with a checkpoint" in log.read_text()
+    assert not Path(spec["out_dir"]).exists()
+
+
+def test_an_orphan_past_its_last_step_keeps_its_checkpoint_for_the_rerun(tmp_path, packed_data, monkeypatch):
+    """Snakemake discards what an orphan writes (its outputs are marked incomplete), so an orphan
+    that has finished training keeps its final checkpoint, and the rerun only writes the model:
+    the same model as an uninterrupted run's, without training again."""
+    import kdbudget.train.trainer as trainer
+    from kdbudget.train.checkpoint import load_checkpoint
+    from kdbudget.train.orphan import ParentWatch
+
+    straight = _run(tmp_path / "a", packed_data)
+
+    class GoneAfterTheLoop(ParentWatch):
+        def orphaned(self, *, now: bool = False) -> bool:
+            return now  # the loop's checks see the parent alive; the one after the loop does not
+
+    monkeypatch.setattr(trainer, "ParentWatch", GoneAfterTheLoop)
+    spec = RunSpec.from_dict(tiny_spec(tmp_path / "b", packed_data))
+    with pytest.raises(trainer.Interrupted):
+        pretrain(spec)
+    state = load_checkpoint(spec.checkpoint_dir)
+    assert state["progress"]["trained"] and state["progress"]["spent"]["steps"] == straight["steps"]
+    assert not Path(spec.out_dir).exists()
+
+    monkeypatch.setattr(trainer, "ParentWatch", ParentWatch)
+    summary = pretrain(spec)
+    assert summary["resumes"] == 1 and summary["steps"] == straight["steps"]
+    assert summary["validation"] == straight["validation"]
+    a = load_file(tmp_path / "a" / "out" / "nokd2" / "model.safetensors")
+    b = load_file(Path(spec.out_dir) / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import kdbudget.train.checkpoint as checkpoint
+
+    folder = tmp_path / "checkpoints" / "nokd2"
+    checkpoint.save_checkpoint(folder, {"progress": {"spent": {"steps": 3}}, "weights": torch.ones(4)})
+
+    def full_disk(state, path):  # what torch.save does when the disk fills up mid-write
+        Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 536832 vs 536720")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(checkpoint.CheckpointWriteError) as caught:
+        checkpoint.save_checkpoint(folder, {"progress": {"spent": {"steps": 6}}, "weights": torch.zeros(4)})
+    message = str(caught.value)
+    assert str(folder / "checkpoint.pt") in message and "MiB free" in message and "unexpected pos" in message
+    assert "previous checkpoint" in message and "is kept" in message
+    monkeypatch.undo()
+    state = checkpoint.load_checkpoint(folder)
+    assert state["progress"]["spent"]["steps"] == 3 and torch.equal(state["weights"], torch.ones(4))
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"]  # no half-written file left beside it

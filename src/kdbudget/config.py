@@ -94,3 +94,21 @@ def check_consistency(config: dict[str, Any]) -> None:
         raise ConfigError("config key 'packing.duplication' must be 1 with dynamic masking (masks are drawn at load time)")
     if packing["max_predictions"] > packing["seq_len"] - 2:
         raise ConfigError("config key 'packing.max_predictions' exceeds the maskable positions of packing.seq_len")
+    check_batch_sizes(config)
+
+
+def check_batch_sizes(config: dict[str, Any]) -> None:
+    """Each of a pretraining job's processes (one per GPU) runs whole micro-batches of every step.
+
+    Checked here, before the data stage, rather than by the trainer hours later.
+    """
+    pretrain = config["pretrain"]
+    batch, micro = pretrain["batch_size"], pretrain["micro_batch_size"]
+    if batch % micro:
+        raise ConfigError(f"config key 'pretrain.batch_size' ({batch}) must be a multiple of "
+                          f"'pretrain.micro_batch_size' ({micro})")
+    gpus = config["resources"]["pretrain"]["gpu"]
+    if gpus > 1 and batch % (micro * gpus):
+        raise ConfigError(f"config key 'pretrain.batch_size' ({batch}) must be a multiple of "
+                          f"'pretrain.micro_batch_size' ({micro}) x 'resources.pretrain.gpu' ({gpus}): each GPU's "
+                          "process trains whole micro-batches")

@@ -67,6 +67,10 @@ def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
         where = f"groups.{group_name}"
         if budget["mode"] == "reference" and REFERENCE_STRATEGY not in group["strategies"]:
             raise ConfigError(f"config key '{where}.strategies': a 'reference' budget needs the {REFERENCE_STRATEGY} run")
+        if budget["mode"] == "reference" and budget.get("limit") is not None:
+            raise ConfigError(f"config key '{where}.budget.limit' is not used by budget mode 'reference' (the No-KD "
+                              "run trains budget.epochs passes and the others get what it spent): remove it, or "
+                              "choose mode seconds, flops or tokens to set a limit")
         if budget["mode"] != "reference" and not budget["limit"]:
             raise ConfigError(f"config key '{where}.budget.limit' is required for budget mode '{budget['mode']}'")
         distils = [s for s in group["strategies"] if s != REFERENCE_STRATEGY]

@@ -83,6 +83,10 @@ class UnsafeCheckpointError(RuntimeError):
     """The checkpoint has pickled weights only; we never unpickle."""
 
 
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file cannot be read (truncated, not JSON, not safetensors)."""
+
+
 def _resolve_directory(path_or_name: str | os.PathLike, allow_download: bool, revision: str | None) -> Path:
     """A local directory, or a hub name resolved through the HF cache.
 
@@ -134,9 +138,17 @@ def _safetensors_files(directory: Path) -> list[Path]:
 def _read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        with safe_open(file, framework="pt") as handle:
-            for key in handle.keys():
-                state[key] = handle.get_tensor(key)
+        if not file.is_file():  # named by a sharded index
+            raise FileNotFoundError(f"{file} (listed in {file.parent / SAFETENSORS_INDEX}) does not exist")
+        try:
+            with safe_open(file, framework="pt") as handle:
+                for key in handle.keys():
+                    state[key] = handle.get_tensor(key)
+        except Exception as error:  # safetensors raises its own SafetensorError, or OSError
+            raise DamagedCheckpointError(
+                f"{file} ({file.stat().st_size} bytes) cannot be read as safetensors: {error}. The file is "
+                "probably truncated or damaged (an interrupted download or copy): fetch or copy it again"
+            ) from error
     return state
 
 
@@ -194,7 +206,15 @@ def read_config(directory: str | os.PathLike) -> BertConfig:
     """Our `BertConfig` of a checkpoint directory: a BERT one, or a RoBERTa-PreLayerNorm
     one translated to a pre-LN `BertConfig`; refuses other models."""
     config_path = Path(directory) / "config.json"
-    model_type = json.loads(config_path.read_text()).get("model_type")
+    if not config_path.is_file():
+        present = sorted(p.name for p in Path(directory).iterdir())[:8] if Path(directory).is_dir() else []
+        raise FileNotFoundError(
+            f"{config_path} does not exist: a model folder needs config.json and model.safetensors, as "
+            f"transformers' save_pretrained writes them (the folder holds: {', '.join(present) or 'nothing'})")
+    try:
+        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError) as error:  # not JSON, or JSON that is not an object
+        raise DamagedCheckpointError(f"{config_path} is not a JSON object: {error}") from error
     if model_type == BERT_TYPE:
         config = BertConfig.from_pretrained(str(directory))
         if is_pre_norm(config):  # transformers would run this as post-LN BERT

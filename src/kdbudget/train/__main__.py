@@ -31,10 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         pretrain(RunSpec.from_json(args.spec))
     except Interrupted as stop:
         return int(stop.code)
-    except Exception:
-        logging.getLogger("kdbudget.train").exception("pretraining failed")
-        raise
-    return 0
+    return 0  # an exception ends in setup_logging's hook: the traceback, then the cause as the last line
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The pretraining loop shared by every strategy.
 
-Read top to bottom: resolve the budget, build the student, teacher and
-strategy, restore a checkpoint if one exists, then take optimizer steps until
-the budget is spent, checkpointing periodically and on SIGTERM/SIGUSR1, and
-finally write a Hugging Face model directory with ``summary.json`` and
+Read top to bottom: lock the checkpoint folder, resolve the budget, build
+the student, teacher and strategy, restore a checkpoint if one exists, then
+take optimizer steps until the budget is spent, checkpointing periodically
+and on SIGTERM/SIGUSR1 (or when the job that started the trainer is gone),
+and finally write a Hugging Face model directory with ``summary.json`` and
 ``metrics.jsonl``.
 """
 
@@ -17,6 +18,7 @@ import shutil
 import signal
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,9 @@ from kdbudget.train.clock import StepClock
 from kdbudget.train.deadline import job_end_time
 from kdbudget.train.divergence import Diverged, DivergenceGuard
 from kdbudget.train.distributed import World, agree_max, agree_mean, close_world, gather_objects, init_world
+from kdbudget.train.lock import CheckpointBusy, CheckpointLock, held_by_launcher
 from kdbudget.train.optim import build_optimizer, set_lr
+from kdbudget.train.orphan import ParentWatch
 from kdbudget.train.runtime import (autocast_context, autocast_dtype, device_name, git_commit, pick_device, set_threads,
                                     versions)
 from kdbudget.train.schedule import lr_multiplier
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 EXIT_TIME_LIMIT = 75  # EX_TEMPFAIL: stopped before the job's time limit; a rerun resumes
+EXIT_ORPHANED = 75  # stopped because the job that started it is gone; a rerun resumes
 
 
 class BudgetError(RuntimeError):
@@ -166,22 +171,50 @@ def _concat(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return batches[0] if len(batches) == 1 else {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
 
 
+@contextlib.contextmanager
+def _exclusive(spec: RunSpec, world: World, device: torch.device) -> Iterator[None]:
+    """Hold the checkpoint folder for this run: rank 0 locks it (unless the launcher that started
+    torchrun already does), and every process fails if it could not."""
+    if held_by_launcher(spec.checkpoint_dir):
+        yield
+        return
+    lock, refused = None, None
+    if world.is_main:
+        try:
+            lock = CheckpointLock(spec.checkpoint_dir, spec.name).acquire()
+        except CheckpointBusy as err:
+            refused = err
+    # The other processes must not go on to read a checkpoint that another trainer is writing.
+    (busy,) = agree_max([float(refused is not None)], world, device)
+    if refused is not None:
+        raise refused
+    if busy:
+        raise CheckpointBusy(f"{spec.checkpoint_dir}: rank 0 found it in use by another trainer (see its error)")
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def pretrain(spec: RunSpec) -> dict[str, Any]:
     """Train ``spec.name`` until its budget is spent; returns the summary."""
     set_threads(spec.threads)
     torch.manual_seed(spec.seed)
+    watch = ParentWatch()  # the processes above this one as they are when the job starts
     world, device = init_world(pick_device(spec.device, spec.gpus))
     try:
         # The handlers stay for the whole run: a stop signal during the loop ends it at the next step
         # with a checkpoint; one after the loop (evaluation, writing the model) is too late to
         # matter and must not kill a run that is about to finish.
-        with _StopFlag() as stop:
-            return _pretrain(spec, world, device, stop)
+        with _exclusive(spec, world, device), _StopFlag() as stop:
+            return _pretrain(spec, world, device, stop, watch)
     finally:
         close_world(world)
 
 
-def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag) -> dict[str, Any]:
+def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag,
+              watch: ParentWatch) -> dict[str, Any]:
     hardware = device_name(device) + (f" x {world.size}" if world.distributed else "")
     data_dir = Path(spec.data_dir)
     meta = load_meta(data_dir)
@@ -215,6 +248,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = checkpoint_dir / METRICS_FILE
     resumes = 0
+    trained = False  # the budget is spent (an orphan's checkpoint after the last step says so)
 
     state = load_checkpoint(checkpoint_dir)
     if state is not None and state.get("run") != run_identity(spec):
@@ -235,6 +269,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                         spec.name, world.size, len(rngs))
         restore_rng(rngs[world.rank % len(rngs)])
         resumes = state["progress"]["resumes"] + 1
+        trained = bool(state["progress"].get("trained", False))
         if world.is_main:
             rows = _read_metrics(metrics_path, spent.steps)
             metrics_path.write_text("".join(r + "\n" for r in rows))
@@ -249,7 +284,8 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                 "student": student.state_dict(), "strategy": strategy.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
                 "run": run_identity(spec),
-                "progress": {"spent": spent.as_dict(), "position": vars(stream.position).copy(), "resumes": resumes},
+                "progress": {"spent": spent.as_dict(), "position": vars(stream.position).copy(), "resumes": resumes,
+                             "trained": trained},
             })
 
     seq_len = meta["seq_len"]
@@ -281,7 +317,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     last_checkpoint = time.monotonic()
     metrics_file = open(metrics_path, "a", encoding="utf-8") if world.is_main else contextlib.nullcontext()
     with metrics_file as metrics:
-        while not budget.should_stop(spent, step_cost[budget.unit]):
+        while not trained and not budget.should_stop(spent, step_cost[budget.unit]):
             clock.start()
             fraction = budget.fraction(spent)
             lr = opt.lr * lr_multiplier(fraction, opt.warmup)
@@ -299,9 +335,10 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                 time.monotonic() - last_checkpoint >= spec.checkpoint_every_seconds
             late = stop_at is not None and time.time() >= stop_at
             # One decision for the whole job: the slowest process's time, any stop signal, any due
-            # checkpoint, the job's time limit.
-            elapsed, signum, due, late, bad = agree_max(
-                [seconds, stop.signum or 0, float(due), float(late), float(diverged is not None)], world, device)
+            # checkpoint, the job's time limit, any process whose job is gone.
+            elapsed, signum, due, late, bad, orphaned = agree_max(
+                [seconds, stop.signum or 0, float(due), float(late), float(diverged is not None),
+                 float(watch.orphaned())], world, device)
             signum = int(signum) or None
             if bad:
                 bar.close()
@@ -342,15 +379,19 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                                 refresh=False)  # the bar's own interval decides when to draw
                 last_log = {"time": now, "tokens": spent.tokens, "seconds": spent.seconds}
 
-            # A stop after the last step would only make a retry resume to do nothing.
-            stopping = (signum is not None or bool(late)) and not last_step
+            # A stop after the last step would only make a retry resume to do nothing. An orphan
+            # stops even then (see below).
+            stopping = (signum is not None or bool(late)) and not last_step or bool(orphaned)
             if stopping or due:
                 if world.is_main:
                     metrics.flush()
+                trained = last_step
                 checkpoint()
                 last_checkpoint = time.monotonic()
             if stopping:
                 bar.close()
+                if orphaned:
+                    _stop_orphan(spec, watch, spent.steps)
                 if signum is not None:
                     log.warning("%s: stopped by signal %d at step %d; rerun to resume", spec.name, signum, spent.steps)
                     raise Interrupted(128 + signum)
@@ -358,6 +399,14 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                             spec.stop_before_time_limit_seconds, spent.steps)
                 raise Interrupted(EXIT_TIME_LIMIT)
     bar.close()
+    # Snakemake marks the job's outputs incomplete when it dies, so a rerun would discard what an
+    # orphan writes now and, the checkpoint being gone, train again from the start. An orphan keeps
+    # its final checkpoint instead: the rerun only evaluates and writes the model.
+    (orphaned,) = agree_max([float(watch.orphaned(now=True))], world, device)
+    if orphaned:
+        trained = True
+        checkpoint()
+        _stop_orphan(spec, watch, spent.steps)
     if not world.is_main:
         return {}
 
@@ -385,6 +434,12 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     log.info("%s done: %d tokens, %.3g FLOPs, %.1f s, %.0f tokens/s, validation %s", spec.name, spent.tokens,
              spent.flops, spent.seconds, summary["tokens_per_second"] or 0, evaluation)
     return summary
+
+
+def _stop_orphan(spec: RunSpec, watch: ParentWatch, steps: int) -> None:
+    log.warning("%s: %s is gone (Snakemake killed?); stopped with a checkpoint at step %d. Rerun Snakemake to "
+                "resume (after `snakemake --unlock` if it was killed)", spec.name, watch.watched, steps)
+    raise Interrupted(EXIT_ORPHANED)
 
 
 @torch.no_grad()
