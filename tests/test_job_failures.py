@@ -67,7 +67,7 @@ def test_a_killed_snakemake_leaves_a_checkpoint_that_the_rerun_resumes(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
     (work / "test-config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    target = "results/pretrain/nokd2/summary.json"
+    target = "results/pretrain/nokd2"
     cmd = [str(SNAKEMAKE), target, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--cores", "2",
            "--configfile", str(work / "test-config.yaml")]
     checkpoints = work / "results" / "checkpoints" / "nokd2"
@@ -100,7 +100,7 @@ def test_a_killed_snakemake_leaves_a_checkpoint_that_the_rerun_resumes(tmp_path)
 
     run_snakemake(work, config, "--unlock")
     run_snakemake(work, config, target)
-    summary = json.loads((work / target).read_text())
+    summary = json.loads((work / target / "summary.json").read_text())
     assert summary["resumes"] == 1 and summary["steps"] == STEPS
     rows = (work / "results" / "pretrain" / "nokd2" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in rows] == list(range(1, STEPS + 1))
