@@ -20,7 +20,7 @@ from .registry import STRATEGIES, StrategyInfo, strategy_info
 if TYPE_CHECKING:
     from transformers import BertConfig
 
-    from .base import FIDELITIES, Strategy, teacher_forward  # noqa: F401
+    from .base import FIDELITIES, Strategy, teacher_forward
 
 
 def build_strategy(
