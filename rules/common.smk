@@ -15,6 +15,7 @@ if _SRC not in sys.path:
 from kdbudget import cluster
 from kdbudget.config import ConfigError, validate_config
 from kdbudget.data.tokenizer import TokenizerError, check_tokenizer_dir
+from kdbudget.glue.cells import CELL_REGEX, grid_cells
 from kdbudget.glue.tasks import TRAIN_EXAMPLES
 from kdbudget.plan import check_teachers, plan_models, student_spec, teacher_spec
 from kdbudget.train.orphan import mark_job_owner
@@ -62,7 +63,7 @@ wildcard_constraints:
     date=r"latest|\d{8}",
     model="|".join(MODELS) or "no-models",
     task="|".join(config["glue"]["tasks"]),
-    cell=r"bs\d+_lr[0-9.e+-]+(_seed\d+)?",
+    cell=CELL_REGEX,
     teacher="|".join(TEACHERS) or "no-teachers",
 
 
@@ -251,21 +252,11 @@ def glue_dir():
     return GLUE["path"]
 
 
-def lr_label(lr):
-    return f"{lr:g}"
-
-
-def cell_name(batch_size, lr, seed):
-    seeded = len(GLUE["seeds"]) > 1
-    return f"bs{batch_size}_lr{lr_label(lr)}" + (f"_seed{seed}" if seeded else "")
-
-
-GLUE_CELLS = {
-    cell_name(b, lr, seed): {"batch_size": b, "lr": lr, "seed": seed}
-    for b in GLUE["grid"]["batch_size"]
-    for lr in GLUE["grid"]["lr"]
-    for seed in GLUE["seeds"]
-}
+# Cell names (and the `cell` wildcard) are kdbudget.glue.cells's: results, logs and the summary agree.
+try:
+    GLUE_CELLS = grid_cells(GLUE["grid"]["batch_size"], GLUE["grid"]["lr"], GLUE["seeds"])
+except ValueError as err:
+    raise WorkflowError(f"config key 'glue.grid': {err}") from None
 
 
 FINETUNE_SETTINGS = ("epochs", "max_seq_len", "warmup", "weight_decay", "eps", "eval_batch_size", "precision", "device")

@@ -97,8 +97,14 @@ def _imports(path: Path, module: str) -> set[str]:
     `python -m NAME` (a list literal holding "-m", NAME)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    # Imports under `if TYPE_CHECKING:` never run (annotations only): a torch-free module may name torch's types.
+    typing_only = {id(inner) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                   for stmt in node.body for inner in ast.walk(stmt)}
     names: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):

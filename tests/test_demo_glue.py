@@ -10,11 +10,27 @@ from pathlib import Path
 import pytest
 
 from kdbudget.demo import SENTIMENT, Realiser, demo_world, write_demo_glue
-from kdbudget.demo.glue import DEV_SIZES, DIRS, HEADERS, LABELS, TASKS, TRAIN_SIZES
+from kdbudget.demo.glue import DEV_SIZES, TRAIN_SIZES
 from kdbudget.demo.glue_styles import Describer, named, slot_variants, wh_slot_variants
 from kdbudget.demo.world import RELATIONS, Entity, Fact
 
 WORDS, SEED = 20_000, 7
+# What the official GLUE download holds, written out here (the demo takes it from kdbudget.glue.tasks).
+TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
+DIRS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI",
+        "qnli": "QNLI", "rte": "RTE"}
+LABELS = {"cola": ("0", "1"), "sst2": ("0", "1"), "mrpc": ("0", "1"), "qqp": ("0", "1"), "stsb": None,
+          "mnli": ("entailment", "neutral", "contradiction"), "qnli": ("entailment", "not_entailment"),
+          "rte": ("entailment", "not_entailment")}
+HEADERS: dict[str, tuple[str, ...] | None] = {
+    "cola": None, "sst2": ("sentence", "label"), "mrpc": ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+    "qqp": ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+    "stsb": ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2",
+             "score"),
+    "mnli": ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+             "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"),
+    "qnli": ("index", "question", "sentence", "label"), "rte": ("index", "sentence1", "sentence2", "label"),
+}
 FILES = {task: ("train", "dev_matched", "dev_mismatched") if task == "mnli" else ("train", "dev") for task in TASKS}
 SMALL = {task: 30 for task in TASKS}
 

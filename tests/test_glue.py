@@ -466,3 +466,52 @@ def test_hub_copy_is_written_in_the_layout_the_loader_reads(tmp_path):
         assert all(len(v) == 6 for v in data.dev.values())
 
 
+
+
+# --- grid cell names (kdbudget.glue.cells) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, name", [
+    ((32, 3e-5), "bs32_lr3e-05"), ((16, 1e-5), "bs16_lr1e-05"), ((8, 0.001), "bs8_lr0.001"),
+    ((8, 1e-3, 42), "bs8_lr0.001_seed42"), ((16, 8e-5, 0), "bs16_lr8e-05_seed0"),
+])
+def test_cell_names_and_their_parse(args, name):
+    import re
+
+    from kdbudget.glue.cells import CELL_REGEX, cell_name, parse_cell
+
+    assert cell_name(*args) == name
+    cell = parse_cell(name)
+    assert (cell.batch_size, cell.lr, cell.seed) == (args[0], args[1], args[2] if len(args) == 3 else None)
+    assert cell.name == name and re.fullmatch(CELL_REGEX, name)
+
+
+@pytest.mark.parametrize("name", ["bs32", "lr3e-05", "bs32_lr", "bs32_lr3e-05_seed", "bsx_lr1e-5", "bs8_lr1e--5",
+                                  "bs8_lr0.001_seed42.json", "sst2/bs8_lr0.001"])
+def test_malformed_cell_names_are_refused(name):
+    from kdbudget.glue.cells import parse_cell
+
+    with pytest.raises(ValueError, match="cell|learning rate"):
+        parse_cell(name)
+
+
+def test_the_grid_names_seeds_only_when_there_are_several():
+    from kdbudget.glue.cells import grid_cells
+
+    assert grid_cells([16, 32], [1e-5], [42]) == {"bs16_lr1e-05": {"batch_size": 16, "lr": 1e-5, "seed": 42},
+                                                  "bs32_lr1e-05": {"batch_size": 32, "lr": 1e-5, "seed": 42}}
+    assert list(grid_cells([8], [1e-3, 3e-4], [1, 2])) == ["bs8_lr0.001_seed1", "bs8_lr0.001_seed2",
+                                                           "bs8_lr0.0003_seed1", "bs8_lr0.0003_seed2"]
+    with pytest.raises(ValueError, match="same cell name"):
+        grid_cells([8], [1e-5, 1.0000001e-5], [42])
+
+
+def test_the_workflow_and_selection_use_the_package_cell_names():
+    """One home: the rules and the best-of-grid selection import kdbudget.glue.cells instead of spelling names."""
+    from kdbudget.glue import cells, select
+
+    root = Path(__file__).resolve().parents[1]
+    common = (root / "rules" / "common.smk").read_text()
+    assert "from kdbudget.glue.cells import CELL_REGEX, grid_cells" in common
+    assert "cell=CELL_REGEX" in common and "_lr" not in common
+    assert select.cell_name is cells.cell_name

@@ -142,6 +142,7 @@ def test_avg_and_delta_match_hand_computed_values(tmp_path, layout):
     assert lines[0].startswith("group,group_title,model,strategy,layers,tokens,throughput,qnli,")
     minilm = dict(zip(lines[0].split(","), lines[3].split(",")))
     assert minilm["model"] == "minilm6" and minilm["avg"] == "72.1429" and minilm["delta"] == "0.7143"
+    assert minilm["label"] == "MiniLM"
 
 
 @pytest.mark.parametrize("n, text", [(4.6e9, "4.6B"), (27.9e9, "27.9B"), (892_928, "893K"), (630_784, "631K"),

@@ -1,9 +1,12 @@
 """Validation of the pipeline configuration against its JSON schema.
 
 The schema (``workflow/schemas/config.schema.yaml``) is the single source of
-defaults. Validation fills them in and turns every schema violation into a
-:class:`ConfigError` that names the offending key as a dotted path, so a user
-sees ``corpus.shards`` instead of a jsonschema traceback.
+defaults, except for what the strategy registry owns (the strategy names, their
+default learning rates and options): :func:`complete_schema` writes those into
+the schema's ``$defs`` from :mod:`kdbudget.strategies.registry`, so a new
+strategy is declared once. Validation fills the defaults in and turns every
+schema violation into a :class:`ConfigError` that names the offending key as a
+dotted path, so a user sees ``corpus.shards`` instead of a jsonschema traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator, validators
+
+from kdbudget.strategies.registry import schema_defs
 
 
 class ConfigError(ValueError):
@@ -41,6 +46,13 @@ def load_schema(path: str | Path) -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
+def complete_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` with the registry's ``$defs`` (strategy, strategy_lr, strategy_options) in place."""
+    completed = copy.deepcopy(schema)
+    completed.setdefault("$defs", {}).update(schema_defs())
+    return completed
+
+
 def _key_path(error) -> str:
     parts = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties":
@@ -57,6 +69,7 @@ def validate_config(config: dict[str, Any], schema: dict[str, Any] | str | Path)
     """
     if not isinstance(schema, dict):
         schema = load_schema(schema)
+    schema = complete_schema(schema)
     filled = copy.deepcopy(config) if config is not None else {}
     validator = _DefaultFillingValidator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(map(str, e.absolute_path)))

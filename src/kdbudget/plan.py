@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kdbudget.config import ConfigError
+from kdbudget.strategies.registry import STRATEGIES
 
 REFERENCE_STRATEGY = "nokd"
 
@@ -73,7 +74,7 @@ def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
                               "choose mode seconds, flops or tokens to set a limit")
         if budget["mode"] != "reference" and not budget["limit"]:
             raise ConfigError(f"config key '{where}.budget.limit' is required for budget mode '{budget['mode']}'")
-        distils = [s for s in group["strategies"] if s != REFERENCE_STRATEGY]
+        distils = [s for s in group["strategies"] if STRATEGIES[s].teacher]
         if distils and not group["teacher"]:
             raise ConfigError(f"config key '{where}.teacher' is required for strategies {distils}")
         if group["teacher"] and group["teacher"] not in teachers:
@@ -86,7 +87,7 @@ def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
             models[name] = PlannedModel(
                 name=name, group=group_name, strategy=strategy,
                 shape=resolve_layer_norm(group["student"], strategy, pretrain["fidelity"]),
-                teacher=group["teacher"] if strategy != REFERENCE_STRATEGY else None, budget=budget,
+                teacher=group["teacher"] if STRATEGIES[strategy].teacher else None, budget=budget,
                 warmup=group["warmup"] if group["warmup"] is not None else pretrain["warmup"],
                 lr=pretrain["lr"][strategy], runtime=group["runtime"] or config["resources"]["pretrain"]["runtime"],
             )

@@ -10,7 +10,7 @@ setup_logging(snakemake.log[0])
 settings, cell = snakemake.params.settings, snakemake.params.cell
 result = finetune(
     Path(snakemake.input.model), snakemake.input.glue, snakemake.wildcards.task,
-    batch_size=cell["batch_size"], lr=cell["lr"], seed=cell["seed"], **settings, threads=snakemake.threads,
+    **cell, **settings, threads=snakemake.threads,  # cell: batch_size, lr, seed (kdbudget.glue.cells.grid_cells)
     gpus=int(snakemake.params.gpus or 0),
     keep_weights_dir=snakemake.params.keep_weights,
 )

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from kdbudget.demo.corpus import demo_world
-from kdbudget.glue.tasks import OFFICIAL_HEADERS
+from kdbudget.glue.tasks import OFFICIAL_HEADERS, TASKS
 from kdbudget.io import atomic_dir
 from kdbudget.demo.glue_styles import (Describer, Role, combine, dialogue, is_functional, named, opinion_sentence,
                                        parses, passage, slot_variants, sst_text, still_ungrammatical, works_in,
@@ -52,19 +52,12 @@ from kdbudget.demo.glue_styles import (Describer, Role, combine, dialogue, is_fu
 from kdbudget.demo.realise import Realiser, Style, corrupt, sentiment_sentence
 from kdbudget.demo.world import RELATIONS, Entity, Fact, World
 
-TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
-DIRS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B", "mnli": "MNLI",
-        "qnli": "QNLI", "rte": "RTE"}
+# The tasks, their folders, header lines and labels are kdbudget.glue.tasks's (TASKS, GlueTask.dir_name,
+# OFFICIAL_HEADERS, GlueTask.labels): the demo writes exactly what the loader reads.
 TRAIN_SIZES = {"cola": 1000, "sst2": 1000, "mrpc": 1000, "qqp": 1000, "stsb": 1000, "mnli": 1500, "qnli": 1000,
                "rte": 300}
 #: Dev sizes per dev file (MNLI has two, matched and mismatched).
 DEV_SIZES = {task: 300 for task in TASKS}
-#: Header line of each task's files (None: CoLA has no header), as the loader expects them.
-HEADERS: dict[str, tuple[str, ...] | None] = {task: OFFICIAL_HEADERS.get(task) for task in TASKS}
-#: Gold labels as written in each file.
-LABELS = {"cola": ("0", "1"), "sst2": ("0", "1"), "mrpc": ("0", "1"), "qqp": ("0", "1"), "stsb": None,
-          "mnli": ("entailment", "neutral", "contradiction"), "qnli": ("entailment", "not_entailment"),
-          "rte": ("entailment", "not_entailment")}
 #: MNLI genres: train and dev_matched draw from the first two, dev_mismatched from the third.
 MATCHED_GENRES = ("wiki", "story")
 MISMATCHED_GENRE = "dialogue"
@@ -547,7 +540,7 @@ def _hypothesis_by(ctx: _Ctx, p: _Premise, method: str, rng: random.Random) -> s
 def _mnli_group(ctx: _Ctx, genre: str, rng: random.Random) -> list[Example]:
     p = _premise(ctx, genre, rng, rng.choice((1, 2, 2, 3)))
     out = []
-    for label in LABELS["mnli"]:  # type: ignore[union-attr]
+    for label in TASKS["mnli"].labels:  # type: ignore[union-attr]
         text, method = _hypothesis(ctx, p, label, rng)
         out.append(Example((p.text, text), label, {"genre": genre, "method": method}))
     return out
@@ -675,7 +668,7 @@ def _ok(ex: Example, seen: set[tuple[str, ...]]) -> bool:
 
 def _draw(task: str, ctx: _Ctx, n: int, rng: random.Random, seen: set[tuple[str, ...]]) -> list[Example]:
     """``n`` distinct examples (none in ``seen``, which grows) with balanced labels."""
-    labels = LABELS[task] or tuple(level for level, _ in STS_LEVELS)
+    labels = TASKS[task].labels or tuple(level for level, _ in STS_LEVELS)
     out: list[Example] = []
     for label in _balanced(labels, n, rng):
         for _ in range(_ATTEMPTS):
@@ -723,7 +716,7 @@ def _too_small(task: str, n: int, ctx: _Ctx) -> ValueError:
 
 def _sizes(sizes: dict[str, int] | None) -> dict[str, tuple[int, int]]:
     """(train, dev per dev file) per task."""
-    titles = {title: name for name, title in DIRS.items()}
+    titles = {spec.dir_name: name for name, spec in TASKS.items()}
     given: dict[str, int] = {}
     for key, value in (sizes or {}).items():
         name = titles.get(key, key)
@@ -771,7 +764,7 @@ def write_demo_glue(out_dir: Path | str, *, words: int, seed: int, wiki_fraction
     out_dir = Path(out_dir)
 
     with atomic_dir(out_dir) as tmp:
-        counts = {task: _write_task(tmp / DIRS[task], task, plan[task], contexts, int(seed), int(task_seed))
+        counts = {task: _write_task(tmp / TASKS[task].dir_name, task, plan[task], contexts, int(seed), int(task_seed))
                   for task in TASKS}
     return counts
 
@@ -796,7 +789,7 @@ def _write_task(folder: Path, task: str, size: tuple[int, int], contexts: dict[s
         files["train"] = _draw(task, contexts["train"], n_train, rng("train"), seen)
         files["dev"] = _draw(task, contexts["dev"], n_dev, rng("dev"), seen)
     folder.mkdir(parents=True)
-    header, offset = HEADERS[task], 0
+    header, offset = OFFICIAL_HEADERS.get(task), 0  # None: CoLA has no header
     for stem, examples in files.items():
         rows = _rows(task, examples, ids, offset)
         offset += len(rows)

@@ -1,15 +1,16 @@
 """GLUE fine-tuning of pretrained students: the eight tasks, the official
 file layout, metrics, fine-tuning one grid cell, best-of-grid selection.
 
-Modules: ``tasks`` (registry), ``loader`` (official layout; hub copy writer),
+Modules: ``tasks`` (registry), ``cells`` (grid cell names), ``loader`` (official layout; hub copy writer),
 ``metrics``, ``finetune``, ``select``; ``python -m kdbudget.glue`` is the
 command line. ``finetune`` imports torch and transformers; import it from its
 module (``from kdbudget.glue.finetune import finetune``).
 """
 
+from .cells import cell_name, parse_cell
 from .loader import Example, FileStats, GlueFormatError, TaskData, load_task, read_file, save_hub_glue
 from .metrics import MetricError, dev_metrics, main_metric, metric_key, task_metrics
-from .select import MissingCellError, cell_name, majority_baseline, render_table, select_best, summarize
+from .select import MissingCellError, majority_baseline, render_table, select_best, summarize
 from .tasks import TABLE2_TASKS, TASKS, GlueTask, get_task
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "main_metric",
     "majority_baseline",
     "metric_key",
+    "parse_cell",
     "read_file",
     "render_table",
     "save_hub_glue",

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from transformers import BertConfig
 
 from kdbudget.data.tokenizer import load_tokenizer
+from kdbudget.glue.cells import cell_name
 from kdbudget.glue.loader import DEFAULT_MAX_MALFORMED, Example, load_task
 from kdbudget.glue.metrics import dev_metrics, nan_to_none
 from kdbudget.glue.select import majority_baseline
@@ -402,13 +403,13 @@ def finetune(
              task.title, glue_dir, len(train), total_steps, warmup_steps, batch_size, lr,
              amp_dtype or "fp32", hardware)
 
-    desc = f"{task.name} bs{batch_size} lr{lr:g}"
+    desc = f"{task.name} {cell_name(batch_size, lr, seed)}"  # the cell as kdbudget.glue.cells spells it
     train_started = time.perf_counter()
     epoch_losses = train_epochs(model, train, plans, optimizer, scaler, autocast, device_, lr=lr,
                                 warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, desc=desc)
     train_seconds = time.perf_counter() - train_started
     if not math.isfinite(epoch_losses[-1]):
-        log.warning("%s bs%d lr%g: the training loss is not finite (%s)", task.name, batch_size, lr, epoch_losses[-1])
+        log.warning("%s: the training loss is not finite (%s)", desc, epoch_losses[-1])
 
     eval_started = time.perf_counter()
     predictions = {split: predict(model, encoded, eval_batch_size, device_, autocast) for split, encoded in dev.items()}
@@ -435,6 +436,6 @@ def finetune(
     if keep_weights_dir is not None:
         save_classifier(model, task, model_dir, keep_weights_dir, result)
         result["weights"] = str(keep_weights_dir)
-    log.info("%s bs%d lr%g: dev %s (majority %s), %.0f examples/s, %.0f s", task.name, batch_size, lr,
+    log.info("%s: dev %s (majority %s), %.0f examples/s, %.0f s", desc,
              result["dev"], baseline["main"], result["examples_per_second"], result["seconds"])
     return result

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from kdbudget.glue.cells import cell_name
 from kdbudget.glue.metrics import dev_metrics, main_metric, nan_to_none
 from kdbudget.glue.tasks import TABLE2_TASKS, TASKS, GlueTask, get_task
 
@@ -30,11 +31,6 @@ CellResults = Sequence[dict | None] | Mapping[str, dict | None]
 
 class MissingCellError(LookupError):
     """A grid cell has no result."""
-
-
-def cell_name(batch_size: int, lr: float) -> str:
-    """The name of a grid cell: ``bs32_lr3e-05``."""
-    return f"bs{int(batch_size)}_lr{float(lr):g}"
 
 
 def _score(result: dict) -> float | None:

@@ -27,11 +27,12 @@ from matplotlib.ticker import FuncFormatter
 
 from kdbudget.io import atomic_path
 from kdbudget.report.table import TASK_HEADERS, TASKS, Block, ModelResults, Row, format_tokens
+from kdbudget.strategies.registry import STRATEGIES
 
 PLOTS = ("throughput", "loss_curves", "glue_delta", "budget")
 FORMATS = ("png", "pdf")
-COLORS = {"nokd": "#4d4d4d", "vanillakd": "#1f77b4", "minilm": "#ff7f0e", "tinybert": "#2ca02c",
-          "minilmv2": "#9467bd"}
+# Colours come from the strategy registry (torch-free), so a new strategy is coloured where it is declared.
+COLORS: dict[str, str] = {name: info.color for name, info in STRATEGIES.items()}
 UNITS = {"seconds": "wall-clock time (s)", "flops": "compute (FLOPs)", "tokens": "tokens processed"}
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False,
          "savefig.dpi": 150}

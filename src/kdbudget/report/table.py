@@ -37,14 +37,15 @@ from typing import Any
 from kdbudget.glue.tasks import TABLE2_TASKS
 from kdbudget.io import read_json
 from kdbudget.plan import REFERENCE_STRATEGY, PlannedModel, plan_models
+from kdbudget.strategies.registry import STRATEGIES
 
 TASKS: tuple[str, ...] = TABLE2_TASKS
 TASK_HEADERS: dict[str, tuple[str, str]] = {
     "qnli": ("QNLI", "Acc"), "sst2": ("SST-2", "Acc"), "mnli": ("MNLI", "Acc"), "mrpc": ("MRPC", "F1"),
     "qqp": ("QQP", "Acc"), "rte": ("RTE", "Acc"), "cola": ("CoLA", "MCC"),
 }
-STRATEGY_LABELS = {"nokd": "No-KD", "vanillakd": "Vanilla-KD", "tinybert": "TinyBERT", "minilm": "MiniLM",
-                   "minilmv2": "MiniLMv2"}
+# Row labels come from the strategy registry (torch-free), so a new strategy is labelled where it is declared.
+STRATEGY_LABELS: dict[str, str] = {name: info.label for name, info in STRATEGIES.items()}
 GAP = "n/a"
 TABLE_FILES = {"md": "table2.md", "tex": "table2.tex", "csv": "table2.csv", "html": "table2.html"}
 NOTE = ("GLUE dev scores x100 (MNLI: matched accuracy; MRPC: F1; CoLA: Matthews correlation; others: accuracy). "
@@ -375,8 +376,9 @@ def _tex_escape_caption(text: str) -> str:
     return "$".join(_tex_escape(p) if i % 2 == 0 else p for i, p in enumerate(parts))
 
 
+# "label" (the strategy's row label, without the layer subscript) comes last so that existing columns keep their place.
 CSV_COLUMNS = ["group", "group_title", "model", "strategy", "layers", "tokens", "throughput", *TASKS, "avg", "delta",
-               "missing"]
+               "missing", "label"]
 
 
 def render_csv(blocks: Sequence[Block]) -> str:
@@ -392,7 +394,7 @@ def render_csv(blocks: Sequence[Block]) -> str:
             writer.writerow([block.group, block.title, row.model, row.strategy, row.layers,
                              "" if row.tokens is None else row.tokens, format_tokens(row.tokens) if row.tokens is not None else "",
                              *(number(row.scores[t]) for t in TASKS), number(row.avg), number(row.delta),
-                             "; ".join(row.missing)])
+                             "; ".join(row.missing), STRATEGY_LABELS.get(row.strategy, row.strategy)])
     return out.getvalue()
 
 
