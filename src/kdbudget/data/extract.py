@@ -28,6 +28,31 @@ def _require_file(path: Path, what: str) -> None:
         raise SourceError(f"{what} is empty: {path}")
 
 
+# A MediaWiki export's closing tag: an uncompressed dump that does not end with it was cut short.
+_DUMP_END = b"</mediawiki>"
+_COMPRESSED = (".bz2", ".gz")
+
+
+def check_dump_complete(dump: Path) -> None:
+    """Refuse an uncompressed dump that does not end with ``</mediawiki>``.
+
+    A dump cut short (a full disk while running ``bunzip2``, an interrupted copy) is otherwise
+    read up to its last complete page without complaint, and the corpus silently loses the rest.
+    Compressed dumps need no look here: their decompressor fails on a truncated stream, and
+    :func:`run_wikiextractor` reports that as a truncated dump.
+    """
+    if dump.name.endswith(_COMPRESSED):
+        return
+    with open(dump, "rb") as handle:
+        handle.seek(max(0, dump.stat().st_size - 4096))
+        tail = handle.read().rstrip()
+    if not tail.endswith(_DUMP_END):
+        raise SourceError(
+            f"Wikipedia dump {dump} is incomplete: it does not end with {_DUMP_END.decode()} "
+            "(cut short, e.g. by a full disk while decompressing or an interrupted copy?)"
+        )
+
+
 def run_wikiextractor(dump: Path, out_dir: Path, processes: int = 1) -> None:
     """Run wikiextractor on ``dump`` writing JSON lines under ``out_dir``."""
     cmd = [
@@ -39,6 +64,10 @@ def run_wikiextractor(dump: Path, out_dir: Path, processes: int = 1) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.stderr.strip():
         log.info("wikiextractor stderr:\n%s", result.stderr.strip()[-5000:])
+    if result.returncode != 0 and "EOFError" in result.stderr:
+        # bz2/gzip: "Compressed file ended before the end-of-stream marker was reached".
+        raise SourceError(f"Wikipedia dump {dump} is truncated: the compressed stream ends early "
+                          f"(an interrupted download or copy?): {result.stderr.strip().splitlines()[-1]}")
     if result.returncode != 0:
         raise SourceError(f"wikiextractor failed on {dump} (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
 
@@ -58,6 +87,7 @@ def extract_wikipedia(dump: str | Path, out_path: str | Path, processes: int = 1
     """Extract a MediaWiki pages-articles dump (.xml or .xml.bz2) into documents."""
     dump = Path(dump)
     _require_file(dump, "Wikipedia dump")
+    check_dump_complete(dump)
     with tempfile.TemporaryDirectory(prefix="wikiextractor.", dir=Path(out_path).parent) as tmp:
         run_wikiextractor(dump, Path(tmp) / "out", processes)
         count = write_documents(out_path, _wikiextractor_articles(Path(tmp) / "out"))
