@@ -3,11 +3,13 @@ wikiextractor 3.1.0, and a folder of plain-text books."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,20 +100,67 @@ def extract_wikipedia(dump: str | Path, out_path: str | Path, processes: int = 1
     return {"documents": count}
 
 
-def _books(folder: Path) -> Iterator[dict[str, Any]]:
-    for path in sorted(folder.rglob("*.txt")):
-        text = path.read_text(encoding="utf-8", errors="replace")
+def not_text(path: Path) -> str | None:
+    """Why ``path`` is not a plain-text book (None where it is one): not UTF-8, or binary.
+
+    Decoded in 1 MiB blocks, so a large file costs no more memory than a small one. A NUL byte
+    marks a binary file (or UTF-16 text) even where its bytes happen to decode."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            nul = block.find(b"\0")
+            if nul >= 0:
+                return f"binary (a NUL byte at byte {offset + nul})"
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                return f"not UTF-8 text (near byte {offset + err.start}: {err.reason})"
+            offset += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as err:
+        return f"not UTF-8 text (it ends inside a character: {err.reason})"
+    return None
+
+
+def _book_documents(folder: Path, books: list[Path], counts: Counter) -> Iterator[dict[str, Any]]:
+    for path in books:
         rel = path.relative_to(folder).as_posix()
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not text; strict decoding is
+        # safe, not_text() has read the whole file.
+        text = path.read_text(encoding="utf-8-sig")
+        counts["books"] += 1
         yield {"source": "bookcorpus", "id": f"book:{rel}", "title": path.stem, "text": text}
 
 
 def read_books(folder: str | Path, out_path: str | Path) -> dict[str, int]:
-    """Read a folder of plain-text books (``*.txt``, recursively) into documents."""
+    """Read a folder of plain-text books (``*.txt``, recursively) into documents.
+
+    A file that is not UTF-8 text (a binary file, another encoding) is skipped with a warning
+    naming it and counted in the log: decoding it anyway would turn its bytes into replacement
+    characters and random symbols that the tokenizer then learns. If no file is text, nothing is
+    written and the folder is named."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"book folder not found: {folder}")
-    if not any(folder.rglob("*.txt")):
+    candidates = sorted(folder.rglob("*.txt"))
+    if not candidates:
         raise SourceError(f"book folder has no *.txt files: {folder}")
-    count = write_documents(out_path, _books(folder))
-    log.info("read %d books from %s", count, folder)
-    return {"documents": count}
+    books, skipped = [], []
+    for path in candidates:
+        reason = not_text(path)
+        if reason is None:
+            books.append(path)
+        else:
+            skipped.append(path)
+            log.warning("skipping %s: %s", path, reason)
+    if not books:
+        raise SourceError(f"book folder {folder} has no readable books: all {len(skipped)} *.txt files are binary "
+                          f"or not UTF-8 text (e.g. {skipped[0]})")
+    counts: Counter = Counter()
+    documents = write_documents(out_path, _book_documents(folder, books, counts))
+    stats = {"documents": documents, "books": counts["books"], "skipped_not_text": len(skipped)}
+    log.info("read %d books from %s into %d documents; skipped %d files that are not UTF-8 text",
+             stats["books"], folder, documents, len(skipped))
+    return stats
