@@ -4,6 +4,7 @@ wikiextractor 3.1.0, and a folder of plain-text books."""
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import logging
 import subprocess
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kdbudget.data.documents import write_documents
+from kdbudget.data.documents import MAX_DOC_CHARS, bounded_lines, document_parts, split_text, write_documents
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,10 @@ def _wikiextractor_articles(out_dir: Path) -> Iterator[dict[str, Any]]:
             for line in handle:
                 if line.strip():
                     article = json.loads(line)
-                    yield {"source": "wikipedia", "id": f"wiki:{article['id']}",
-                           "title": article.get("title", ""), "text": article.get("text", "")}
+                    doc = {"source": "wikipedia", "id": f"wiki:{article['id']}", "title": article.get("title", "")}
+                    text = article.get("text", "")
+                    # Articles are far below the bound; the rare longer one is split as a book is.
+                    yield from document_parts(doc, split_text(bounded_lines(io.StringIO(text))))
 
 
 def extract_wikipedia(dump: str | Path, out_path: str | Path, processes: int = 1) -> dict[str, int]:
@@ -129,9 +132,16 @@ def _book_documents(folder: Path, books: list[Path], counts: Counter) -> Iterato
         rel = path.relative_to(folder).as_posix()
         # utf-8-sig: a byte-order mark (Windows editors write one) is not text; strict decoding is
         # safe, not_text() has read the whole file.
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig") as handle:
+            parts = 0
+            for doc in document_parts({"source": "bookcorpus", "id": f"book:{rel}", "title": path.stem},
+                                      split_text(bounded_lines(handle, MAX_DOC_CHARS), MAX_DOC_CHARS)):
+                parts += 1
+                yield doc
         counts["books"] += 1
-        yield {"source": "bookcorpus", "id": f"book:{rel}", "title": path.stem, "text": text}
+        if parts > 1:
+            counts["split_books"] += 1
+            log.info("book %s has more than %d characters: split into %d documents", path, MAX_DOC_CHARS, parts)
 
 
 def read_books(folder: str | Path, out_path: str | Path) -> dict[str, int]:
@@ -140,7 +150,8 @@ def read_books(folder: str | Path, out_path: str | Path) -> dict[str, int]:
     A file that is not UTF-8 text (a binary file, another encoding) is skipped with a warning
     naming it and counted in the log: decoding it anyway would turn its bytes into replacement
     characters and random symbols that the tokenizer then learns. If no file is text, nothing is
-    written and the folder is named."""
+    written and the folder is named. Books longer than ``MAX_DOC_CHARS`` characters become several
+    documents (kdbudget.data.documents)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceError(f"book folder not found: {folder}")
@@ -160,7 +171,8 @@ def read_books(folder: str | Path, out_path: str | Path) -> dict[str, int]:
                           f"or not UTF-8 text (e.g. {skipped[0]})")
     counts: Counter = Counter()
     documents = write_documents(out_path, _book_documents(folder, books, counts))
-    stats = {"documents": documents, "books": counts["books"], "skipped_not_text": len(skipped)}
-    log.info("read %d books from %s into %d documents; skipped %d files that are not UTF-8 text",
-             stats["books"], folder, documents, len(skipped))
+    stats = {"documents": documents, "books": counts["books"], "split_books": counts["split_books"],
+             "skipped_not_text": len(skipped)}
+    log.info("read %d books from %s into %d documents (%d split for length); skipped %d files that are not "
+             "UTF-8 text", stats["books"], folder, documents, stats["split_books"], len(skipped))
     return stats
