@@ -4,7 +4,9 @@
 
 rule extract_wikipedia:
     input:
-        wikipedia_dump(),
+        # A function, evaluated only when this job is needed: with corpus.wikipedia.source none
+        # the rule is never planned (its dump has no path).
+        lambda wildcards: wikipedia_dump(),
     output:
         f"{DATA}/extracted/wikipedia.jsonl",
     log:
@@ -22,7 +24,8 @@ rule extract_wikipedia:
 
 rule read_books:
     input:
-        book_folder(),
+        # As extract_wikipedia: evaluated only when needed (not with corpus.bookcorpus.source none).
+        lambda wildcards: book_folder(),
     output:
         f"{DATA}/extracted/bookcorpus.jsonl",
     log:

@@ -48,6 +48,7 @@ def test_bad_value_is_named():
         ({"corpus": {"wikipedia": {"source": "file"}}}, "corpus.wikipedia.path"),
         ({"corpus": {"bookcorpus": {"source": "dir"}}}, "corpus.bookcorpus.path"),
         ({"tokenizer": {"source": "hub"}}, "tokenizer.hub_name"),
+        ({"glue": {"source": "dir"}}, "glue.path"),
         ({"packing": {"masking": "dynamic", "duplication": 3}}, "packing.duplication"),
     ],
 )

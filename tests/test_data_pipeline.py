@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import ROOT, SNAKEMAKE, base_config, run_snakemake
 
@@ -64,3 +65,21 @@ def test_paper_data_stage_plans_offline(tmp_path: Path):
     for rule in ("download_wikipedia", "fetch_bookcorpus", "fetch_tokenizer", "extract_wikipedia", "pack_shard"):
         assert rule in out
     assert "resources/wikipedia/enwiki-latest-pages-articles.xml.bz2" in out
+
+
+@pytest.mark.parametrize("unused, used_rule, unused_rule", [("bookcorpus", "extract_wikipedia", "read_books"),
+                                                            ("wikipedia", "read_books", "extract_wikipedia")])
+def test_a_one_source_corpus_plans(tmp_path, unused, used_rule, unused_rule):
+    result = run_snakemake(tmp_path / "work", base_config(corpus={unused: {"source": "none"}}), "data", "-n")
+    planned = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert used_rule in planned and "pack_shard" in planned and unused_rule not in planned
+
+
+@pytest.mark.slow
+def test_wikipedia_only_demo_data_stage(tmp_path):
+    """BookCorpus is hard to get: pretraining on Wikipedia alone runs end to end."""
+    work = tmp_path / "work"
+    run_snakemake(work, base_config(corpus={"bookcorpus": {"source": "none"}}), "data")
+    meta = json.loads((work / "results" / "data" / "meta.json").read_text())
+    assert set(meta["documents"]) == {"wikipedia"} and meta["sequences"] > 0
+    assert not (work / "results" / "data" / "extracted" / "bookcorpus.jsonl").exists()

@@ -225,3 +225,15 @@ def test_a_tokenizer_saved_with_padding_and_truncation_packs_only_real_tokens(pa
     records = open_shard(tmp_path / "padded.npy")
     pad = plain.pad_token_id
     assert all((records["input_ids"][0][i, :n] != pad).all() for i, n in enumerate(records["length"][0]))
+
+
+def test_the_trained_vocabulary_keeps_every_character_beyond_vocab_size(caplog):
+    """As BERT's WordPiece: no character becomes [UNK]; the size is exceeded, with a warning."""
+    text = "abcdefghij klmnopqrst uvwxyz"
+    alphabet = {c for word in text.split() for c in [word[0]] + [f"##{x}" for x in word[1:]]}
+    with caplog.at_level("WARNING", logger="kdbudget"):
+        tokenizer = train_wordpiece([text], vocab_size=10, lowercase=True, min_frequency=1)
+    vocab = set(tokenizer.get_vocab())
+    assert alphabet <= vocab and len(vocab) == 5 + len(alphabet)
+    assert "tokenizer.vocab_size=10" in caplog.text and f"has {len(vocab)} tokens" in caplog.text
+    assert "[UNK]" not in tokenizer.tokenize("ahj uzy")

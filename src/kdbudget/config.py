@@ -102,6 +102,9 @@ def check_consistency(config: dict[str, Any]) -> None:
         raise ConfigError("config key 'tokenizer.path' is required when tokenizer.source is 'dir'")
     if tokenizer["source"] == "hub" and not tokenizer["hub_name"]:
         raise ConfigError("config key 'tokenizer.hub_name' is required when tokenizer.source is 'hub'")
+    glue = config["glue"]
+    if glue["source"] == "dir" and not glue["path"]:
+        raise ConfigError("config key 'glue.path' is required when glue.source is 'dir'")
     packing = config["packing"]
     if packing["masking"] == "dynamic" and packing["duplication"] != 1:
         raise ConfigError("config key 'packing.duplication' must be 1 with dynamic masking (masks are drawn at load time)")

@@ -19,7 +19,7 @@ from kdbudget.data.documents import read_documents
 from kdbudget.data.masking import MaskingSpec, mask_batch
 from kdbudget.data.packing import pack_document
 from kdbudget.data.sentences import split_sentences
-from kdbudget.data.storage import FORMAT, record_dtype, shard_summary, write_shard
+from kdbudget.data.storage import FORMAT, id_dtype, record_dtype, shard_summary, write_shard
 from kdbudget.data.tokenizer import load_tokenizer, vocab_hash
 from kdbudget.io import write_json
 from kdbudget.log import progress
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MASK_TOKEN_FRACTION = 0.8
 RANDOM_TOKEN_FRACTION = 0.1
+# Sequences masked at a time. A shard of at most this many sequences gets exactly the masks it got
+# when shards were masked whole; a larger one gets other (equally random, equally seeded) masks.
+MASK_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -108,41 +111,54 @@ def pack_shard(
     ids = special_ids(tokenizer)
     rng = random.Random(f"pack:{seed}:{':'.join(map(str, shard_key))}")
     started = time.perf_counter()
-    sequences: list[list[int]] = []
+    # Each document's sequences go into a padded array of the stored id type at once: Python lists
+    # of ints cost about 36 bytes a token, the array 2 (uint16), and a shard's sequences stay in
+    # memory until masking.
+    id_type = id_dtype(len(tokenizer))
+    blocks: list[np.ndarray] = [np.full((0, config.seq_len), ids["pad"], dtype=id_type)]
+    block_lengths: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
     bar = progress(desc=f"pack {Path(docs_path).name}", unit="tok", unit_scale=True)
     for sentences in _tokenized_documents(Path(docs_path), tokenizer, config.batch_sentences):
         if not sentences:
             continue
         packed = pack_document(sentences, seq_len=config.seq_len, short_seq_prob=config.short_seq_prob,
                                cls_id=ids["cls"], sep_id=ids["sep"], rng=rng)
-        sequences.extend(packed)
+        block = np.full((len(packed), config.seq_len), ids["pad"], dtype=id_type)
+        for row, seq in enumerate(packed):
+            block[row, : len(seq)] = seq
+        blocks.append(block)
+        block_lengths.append(np.fromiter(map(len, packed), dtype=np.int64, count=len(packed)))
         bar.update(sum(map(len, sentences)))
     bar.close()
     elapsed = time.perf_counter() - started
     tokenized = bar.n
+    base = np.concatenate(blocks)
+    lengths = np.concatenate(block_lengths)
+    del blocks, block_lengths
 
     static = config.masking == "static"
     copies = config.duplication if static else 1
     dtype = record_dtype(config.seq_len, len(tokenizer), config.max_predictions, static)
-    records = np.zeros((copies, len(sequences)), dtype=dtype)
-    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-    base = np.full((len(sequences), config.seq_len), ids["pad"], dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        base[row, : len(seq)] = seq
+    records = np.zeros((copies, len(base)), dtype=dtype)
     spec = MaskingSpec(mask_prob=config.mask_prob, max_predictions=config.max_predictions, mask_id=ids["mask"],
                        vocab_size=len(tokenizer), special_ids=tuple(sorted(set(ids.values()))),
                        mask_token_fraction=MASK_TOKEN_FRACTION, random_token_fraction=RANDOM_TOKEN_FRACTION)
     for copy in range(copies):
         records["length"][copy] = lengths
         if static:
-            masked = mask_batch(base, lengths, spec, np.random.default_rng([seed, *shard_key, copy]))
-            records["input_ids"][copy] = masked.input_ids
-            records["mlm_positions"][copy] = masked.positions
-            records["mlm_labels"][copy] = masked.labels
+            # Masked MASK_CHUNK sequences at a time, one generator for the copy: mask_batch's
+            # temporaries take about 60 bytes per token slot, 0.7 GB for a whole 12M-token shard.
+            rng_copy = np.random.default_rng([seed, *shard_key, copy])
+            for start in range(0, len(base), MASK_CHUNK):
+                rows = slice(start, start + MASK_CHUNK)
+                masked = mask_batch(base[rows], lengths[rows], spec, rng_copy)
+                records["input_ids"][copy, rows] = masked.input_ids
+                records["mlm_positions"][copy, rows] = masked.positions
+                records["mlm_labels"][copy, rows] = masked.labels
         else:
             records["input_ids"][copy] = base
     write_shard(out_path, records)
-    stats = {"sequences": len(sequences), "tokens": int(lengths.sum()), "copies": copies,
+    stats = {"sequences": len(base), "tokens": int(lengths.sum()), "copies": copies,
              "tokenized_tokens": tokenized, "seconds": round(elapsed, 3),
              "tokens_per_second": round(tokenized / elapsed, 1) if elapsed > 0 else None}
     log.info("packed %s: %d sequences, %d tokens, tokenization at %.0f tokens/s",

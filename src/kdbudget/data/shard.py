@@ -83,7 +83,8 @@ def shard_documents(
                 continue
             seen.add(key)
             line = json.dumps(doc, ensure_ascii=False) + "\n"
-            if is_validation(doc["id"], seed, validation_fraction):
+            # A long book's parts share its group: the whole book lands in one split.
+            if is_validation(doc.get("group", doc["id"]), seed, validation_fraction):
                 valid_file.write(line)
                 counts["validation"] += 1
             else:

@@ -33,6 +33,11 @@ def train_wordpiece(texts: Iterable[str], *, vocab_size: int, lowercase: bool, m
     # tokens from run to run (see kdbudget.data.wordpiece).
     vocab = learn_vocabulary(count_words(texts, normalizer, pre_tokenizer), vocab_size=vocab_size,
                              min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS)
+    if len(vocab) > vocab_size:
+        # Every character seen is kept (as BERT's WordPiece does), so none becomes [UNK].
+        log.warning("the vocabulary has %d tokens, more than tokenizer.vocab_size=%d: the special tokens and "
+                    "the alphabet (every character seen, alone and as a ## continuation) alone exceed it, and "
+                    "all are kept", len(vocab), vocab_size)
     tok = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tokenizer
