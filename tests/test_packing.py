@@ -1,6 +1,7 @@
 """Packing and masking invariants, and static vs dynamic masking through the stored format."""
 
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from kdbudget.data.build import PackingConfig, pack_shard, write_meta
 from kdbudget.data.masking import MaskingSpec, mask_batch
 from kdbudget.data.packing import pack_document
-from kdbudget.data.storage import IGNORE_INDEX, PackedSplit
+from kdbudget.data.storage import FORMAT, IGNORE_INDEX, PackedSplit, record_dtype, write_shard
 from kdbudget.data.tokenizer import save_tokenizer, train_wordpiece
 from kdbudget.data.wordpiece import learn_vocabulary
 
@@ -38,10 +39,29 @@ def test_short_sequences_appear_with_short_seq_prob():
     lengths = [len(p) for _ in range(200)
                for p in pack_document(sentences, seq_len=128, short_seq_prob=1.0, cls_id=CLS, sep_id=SEP, rng=rng)]
     assert max(lengths) <= 128 and min(lengths) >= 4
-    assert np.mean(lengths) < 110  # targets are drawn uniformly in [2, 126]
     never = [len(p) for p in pack_document(sentences, seq_len=128, short_seq_prob=0.0, cls_id=CLS, sep_id=SEP,
                                           rng=random.Random(2))]
     assert never[:-1] == [128] * (len(never) - 1)
+
+
+def test_short_sequence_rate_is_short_seq_prob():
+    """A document aims at a short target with probability 0.1 (BERT's create_pretraining_data), the
+    target uniform in [2, 126]. With 10-token sentences a full target closes the first sequence at
+    130 tokens, trimmed to 126 (length 128); a short target t <= 120 closes it at <= 120 tokens
+    (length <= 122), which nothing else produces. So P(first sequence < 124) = 0.1 * 119/125."""
+    rng = random.Random(11)
+    sentences = [[7] * 10 for _ in range(40)]
+    n = 3000
+    firsts = [pack_document(sentences, seq_len=128, short_seq_prob=0.1, cls_id=CLS, sep_id=SEP, rng=rng)[0]
+              for _ in range(n)]
+    short = [len(f) for f in firsts if len(f) < 124]
+    assert all(len(f) in (128, *range(12, 123, 10)) for f in firsts)
+    p = 0.1 * 119 / 125
+    bound = 5 * math.sqrt(n * p * (1 - p))  # five binomial standard deviations
+    assert abs(len(short) - n * p) < bound, (len(short), n * p, bound)
+    # Targets uniform in [2, 120] give first lengths 12, 22, ..., 122: 9 targets give 12, 10 each the rest.
+    expected_mean = (9 * 12 + 10 * sum(range(22, 123, 10))) / 119
+    assert abs(np.mean(short) - expected_mean) < 5 * np.std(short) / math.sqrt(len(short))
 
 
 def _batch(n, lengths, vocab=500, seed=0):
@@ -225,3 +245,66 @@ def test_a_tokenizer_saved_with_padding_and_truncation_packs_only_real_tokens(pa
     records = open_shard(tmp_path / "padded.npy")
     pad = plain.pad_token_id
     assert all((records["input_ids"][0][i, :n] != pad).all() for i, n in enumerate(records["length"][0]))
+
+
+# --- dynamic masking through the reader ------------------------------------------------------------------------
+
+
+def _hand_packed(directory: Path, lengths: list[int], vocab: int = 1000, seed: int = 0) -> tuple[Path, np.ndarray]:
+    """Unmasked packed data written by hand (the documented layout and meta.json), BERT's 80/10/10 and 15%."""
+    rng = np.random.default_rng(seed)
+    records = np.zeros((1, len(lengths)), dtype=record_dtype(128, vocab, 20, static=False))
+    for row, length in enumerate(lengths):
+        records["input_ids"][0, row, 0], records["input_ids"][0, row, length - 1] = CLS, SEP
+        records["input_ids"][0, row, 1:length - 1] = rng.integers(10, vocab, size=length - 2)
+        records["length"][0, row] = length
+    directory.mkdir(parents=True, exist_ok=True)
+    write_shard(directory / "train-000.npy", records)
+    meta = {"format": FORMAT, "seq_len": 128, "vocab_size": vocab, "sequences": len(lengths),
+            "tokenizer": {"special_ids": {"pad": PAD, "unk": 1, "cls": CLS, "sep": SEP, "mask": MASK}},
+            "masking": {"mode": "dynamic", "mask_prob": 0.15, "max_predictions": 20, "duplication": 1,
+                        "mask_token_fraction": 0.8, "random_token_fraction": 0.1},
+            "splits": {"train": {"shards": [{"path": "train-000.npy"}]}}}
+    (directory / "meta.json").write_text(json.dumps(meta))
+    return directory, records["input_ids"][0].astype(np.int64)
+
+
+def test_dynamic_masks_follow_bert_counted_over_many_sequences(tmp_path):
+    """15% of each sequence, positions uniform over its non-special tokens, 80% [MASK], 10% a random
+    non-special token, 10% unchanged: counted here from the batches alone, against the stored ids."""
+    n = 2000
+    data, original = _hand_packed(tmp_path, [128] * n)
+    batch = PackedSplit.open(data).batch(np.arange(n), rng=np.random.default_rng(4))
+    predicted = batch["labels"] != IGNORE_INDEX
+    assert (predicted.sum(1) == 19).all()  # round(0.15 * 128)
+    assert (batch["labels"][predicted] == original[predicted]).all()
+    assert (batch["input_ids"][~predicted] == original[~predicted]).all()
+    assert not predicted[:, 0].any() and not predicted[:, 127].any()  # never [CLS] or [SEP]
+    # Uniform positions: each of the 126 maskable positions is drawn with probability 19/126.
+    per_position = predicted[:, 1:127].sum(0)
+    p = 19 / 126
+    assert np.abs(per_position - n * p).max() < 5 * math.sqrt(n * p * (1 - p)), per_position
+    new, old = batch["input_ids"][predicted], original[predicted]
+    total = len(new)
+    masked, kept = (new == MASK).sum(), (new == old).sum()
+    replaced = new[(new != MASK) & (new != old)]
+    for count, p in ((masked, 0.8), (kept, 0.1 + 0.1 / 995), (len(replaced), 0.1 - 0.1 / 995)):
+        assert abs(count - total * p) < 5 * math.sqrt(total * p * (1 - p)), (count, total * p)
+    assert ((replaced >= 5) & (replaced < 1000)).all()  # random tokens are never special
+    # The random replacements are spread over the vocabulary, not one token.
+    assert len(np.unique(replaced)) > 0.7 * min(len(replaced), 995)
+
+
+def test_dynamic_mask_count_rounds_15_percent_of_the_whole_sequence(tmp_path):
+    """The documented rule: round(0.15 x length), [CLS] and [SEP] included, at least 1. These lengths
+    tell it apart from 15% of the maskable tokens: 24 -> 4 (not 3), 44 -> 7 (not 6), 64 -> 10 (not 9)."""
+    lengths = [3, 24, 44, 64, 128] * 40
+    data, _ = _hand_packed(tmp_path, lengths)
+    split = PackedSplit.open(data)
+    for seed in range(3):
+        batch = split.batch(np.arange(len(lengths)), rng=np.random.default_rng(seed))
+        counts = (batch["labels"] != IGNORE_INDEX).sum(1)
+        assert counts.tolist() == [1, 4, 7, 10, 19] * 40
+        assert (batch["attention_mask"].sum(1) == lengths).all()
+        rows, cols = np.nonzero(batch["labels"] != IGNORE_INDEX)
+        assert ((cols >= 1) & (cols <= np.asarray(lengths)[rows] - 2)).all()  # inside the sequence, not [SEP]
