@@ -146,6 +146,8 @@ def test_static_masks_are_stored_per_copy(packed_dirs):
     assert np.array_equal(unmasked[0], unmasked[1])
     assert ((a["labels"] != IGNORE_INDEX).sum(1) <= 20).all()
     assert np.array_equal(a["attention_mask"].sum(1), split.records(idx)["length"])
+    assert all(np.array_equal(split.batch(idx)[k], a[k]) for k in a)  # epoch 0 unless told
+    assert {k: v.dtype for k, v in a.items()} == dict.fromkeys(a, np.dtype(np.int64))  # what the model takes
 
 
 def test_dynamic_masks_are_drawn_at_load_time(packed_dirs):
@@ -308,3 +310,84 @@ def test_dynamic_mask_count_rounds_15_percent_of_the_whole_sequence(tmp_path):
         assert (batch["attention_mask"].sum(1) == lengths).all()
         rows, cols = np.nonzero(batch["labels"] != IGNORE_INDEX)
         assert ((cols >= 1) & (cols <= np.asarray(lengths)[rows] - 2)).all()  # inside the sequence, not [SEP]
+
+
+def test_masks_never_land_on_special_tokens_however_few_remain():
+    """A sequence of [UNK]s but one word: it has one maskable token, so one prediction, not round(0.15 x 40)."""
+    ids, lens = _batch(3, [40, 40, 40])
+    ids[0, 1:39] = 1  # [UNK]
+    ids[0, 17] = 77
+    out = mask_batch(ids, lens, SPEC, np.random.default_rng(0))
+    assert out.counts.tolist() == [1, 6, 6]
+    assert out.positions[0].tolist() == [17] + [0] * 19 and out.labels[0].tolist() == [77] + [0] * 19
+    assert (out.input_ids[0, :17] == ids[0, :17]).all() and (out.input_ids[0, 18:] == ids[0, 18:]).all()
+    assert out.input_ids.dtype == ids.dtype
+
+
+def test_random_replacements_are_uniform_over_the_non_special_tokens():
+    """With a vocabulary of 5 specials and 3 words, a random replacement is each word a third of the time."""
+    spec = MaskingSpec(mask_prob=0.15, max_predictions=20, mask_id=MASK, vocab_size=8, special_ids=(0, 1, 2, 3, 4),
+                       mask_token_fraction=0.0, random_token_fraction=1.0)
+    ids, lens = _batch(3000, [128] * 3000)
+    ids[:, 1:127] = np.random.default_rng(1).integers(5, 8, size=(3000, 126))
+    out = mask_batch(ids, lens, spec, np.random.default_rng(2))
+    used = np.arange(20)[None, :] < out.counts[:, None]
+    rows = np.broadcast_to(np.arange(3000)[:, None], out.positions.shape)
+    drawn = out.input_ids[rows[used], out.positions[used]]
+    n = len(drawn)
+    for token in (5, 6, 7):
+        assert abs((drawn == token).sum() - n / 3) < 5 * math.sqrt(n * 2 / 9), token
+    assert np.isin(drawn, [5, 6, 7]).all()
+
+
+def test_id_and_position_types_hold_the_largest_value():
+    from kdbudget.data.storage import id_dtype
+
+    assert id_dtype(2**16) == np.uint16 and id_dtype(2**16 + 1) == np.uint32  # ids run to vocab_size - 1
+    assert record_dtype(256, 100, 20, static=True)["mlm_positions"].base == np.uint8  # positions to 255
+    assert record_dtype(257, 100, 20, static=True)["mlm_positions"].base == np.uint16
+    assert record_dtype(128, 70000, 20, static=True)["mlm_labels"].base == np.uint32
+    assert "mlm_positions" not in record_dtype(128, 100, 20, static=False).names
+
+
+def test_a_split_of_several_shards_reads_each_sequence_from_its_shard(tmp_path):
+    """Global indices run through the shards in order; the ones at the shards' edges included."""
+    from kdbudget.data.storage import open_shard
+
+    sizes = [5, 3, 4]
+    paths = []
+    for s, size in enumerate(sizes):
+        records = np.zeros((2, size), dtype=record_dtype(128, 1000, 20, static=True))
+        for copy in range(2):
+            records["input_ids"][copy, :, 1] = 100 * s + np.arange(size) + 10 * copy  # shard, row, copy
+            records["length"][copy] = 3
+        paths.append(f"train-{s:03d}.npy")
+        write_shard(tmp_path / paths[-1], records)
+    meta = {"format": FORMAT, "masking": {"mode": "static"}, "splits": {"train": {"shards": [{"path": p} for p in paths]}}}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    split = PackedSplit.open(tmp_path, "train")
+    assert len(split) == 12 and split.copies == 2
+    expected = [100 * s + r for s, size in enumerate(sizes) for r in range(size)]
+    order = np.array([11, 0, 4, 5, 7, 8, 3, 9])
+    assert split.records(order)["input_ids"][:, 1].tolist() == [expected[i] for i in order]
+    assert split.records(order, epoch=3)["input_ids"][:, 1].tolist() == [expected[i] + 10 for i in order]
+    assert isinstance(open_shard(tmp_path / paths[0]), np.memmap)  # opened without reading it into memory
+    with pytest.raises(KeyError, match="'test' not in .*meta.json"):
+        PackedSplit.open(tmp_path, "test")
+
+
+def test_packed_data_descriptions_are_checked(tmp_path):
+    from kdbudget.data.storage import load_meta, masking_spec
+
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/meta.json.*'data' target"):
+        load_meta(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"format": "other-v9"}))
+    with pytest.raises(ValueError, match="unknown format 'other-v9'"):
+        load_meta(tmp_path)
+    meta = {"masking": {"mask_prob": 0.2, "max_predictions": 7, "mask_token_fraction": 0.5,
+                        "random_token_fraction": 0.3},
+            "tokenizer": {"special_ids": {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}}, "vocab_size": 50}
+    spec = masking_spec(meta)
+    assert (spec.mask_prob, spec.max_predictions, spec.mask_id, spec.vocab_size) == (0.2, 7, 4, 50)
+    assert (spec.mask_token_fraction, spec.random_token_fraction) == (0.5, 0.3)  # the data's, not the defaults
+    assert spec.special_ids == (0, 1, 2, 3, 4)

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_packed_data
 from kdbudget.data.storage import IGNORE_INDEX, PackedSplit
-from kdbudget.train.stream import BatchStream
+from kdbudget.train.stream import BatchStream, StreamPosition
 
 COPIES = 3
 
@@ -68,3 +68,50 @@ def test_each_epoch_is_a_new_order_with_its_own_mask_copy(three_copies):
     assert len({tuple(o) for o in orders}) == epochs  # a new order every epoch
     assert all(o != list(range(n)) for o in orders)
     assert stream.epochs_done == pytest.approx(len(seen) / n)
+
+
+def _unmasked(batch: dict) -> list[bytes]:
+    labels, ids = batch["labels"].numpy(), batch["input_ids"].numpy()
+    return [np.where(l != IGNORE_INDEX, l, i).tobytes() for l, i in zip(labels, ids)]
+
+
+def test_dynamic_masks_are_reproducible_resumable_and_new_each_epoch(packed_dynamic):
+    split = PackedSplit.open(packed_dynamic, "train")
+    n = len(split)
+    first, again = BatchStream(split, seed=5), BatchStream(split, seed=5)
+    batches, positions = [], []
+    while first.position.epoch < 2:
+        positions.append((first.position.epoch, first.position.offset))
+        batches.append(first.next(7))
+    for batch in batches:  # the same seed draws the same order and the same masks
+        other = again.next(7)
+        assert all(torch_equal(batch[k], other[k]) for k in batch)
+    # A stream resumed where a batch began goes on with the batches the first stream read.
+    k = len(batches) // 2 + 1
+    resumed = BatchStream(split, seed=5, position=StreamPosition(*positions[k]))
+    for batch in batches[k:]:
+        other = resumed.next(7)
+        assert all(torch_equal(batch[key], other[key]) for key in batch)
+    # Each epoch masks each sequence anew (sequences that occur twice in the data left aside).
+    rows = [(key, labels.numpy().tobytes()) for batch in batches
+            for key, labels in zip(_unmasked(batch), batch["labels"])]
+    once = {key for key, count in Counter(key for key, _ in rows[:n]).items() if count == 1}
+    epoch0 = {key: mask for key, mask in rows[:n] if key in once}
+    epoch1 = {key: mask for key, mask in rows[n:2 * n] if key in once}
+    assert epoch0.keys() == epoch1.keys() and len(epoch0) > 0.9 * n
+    assert sum(epoch0[key] != epoch1[key] for key in epoch0) > 0.9 * len(epoch0)
+    # Another seed: another order and other masks.
+    other = BatchStream(split, seed=6).next(n)
+    mine = [labels for batch in batches for labels in batch["labels"]][:n]
+    assert sorted(_unmasked(other)) == sorted(key for key, _ in rows[:n])
+    assert sum(torch_equal(a, b) for a, b in zip(other["labels"], mine)) < 0.2 * n
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all()) and a.dtype == b.dtype
+
+
+def test_an_empty_split_is_refused():
+    empty = PackedSplit({}, [], np.zeros(1, dtype=np.int64))
+    with pytest.raises(ValueError, match="no sequences"):
+        BatchStream(empty, seed=1)

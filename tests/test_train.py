@@ -29,6 +29,11 @@ def test_schedule_over_the_budget_fraction():
     assert lr_multiplier(1.0, 0.06) == 0.0
     assert lr_multiplier(1.5, 0.06) == 0.0
     assert lr_multiplier(0.5, 0.0) == pytest.approx(0.5)
+    assert lr_multiplier(0.0, 0.0) == 1.0  # no warmup: the peak from the first step
+    assert lr_multiplier(-0.2, 0.1) == 0.0
+    for bad in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"warmup must be in \[0, 1\)"):
+            lr_multiplier(0.5, bad)
 
 
 def test_budget_stops_within_half_a_step():
@@ -36,8 +41,14 @@ def test_budget_stops_within_half_a_step():
     assert not budget.should_stop(Spent(flops=7.0), 4.0)  # 11 is closer to 10 than 7
     assert budget.should_stop(Spent(flops=8.0), 4.0)
     assert budget.fraction(Spent(flops=5.0)) == 0.5
-    with pytest.raises(ValueError):
+    assert budget.fraction(Spent(flops=25.0)) == 1.0  # an overrun is the whole budget
+    assert Budget("seconds", 0.5, {"mode": "reference", "role": "follower"}).as_dict() == {
+        "unit": "seconds", "limit": 0.5, "mode": "reference", "role": "follower"}
+    with pytest.raises(ValueError, match="unit must be one of .*'hours'"):
         Budget("hours", 1.0)
+    for bad in (0.0, -3.0):
+        with pytest.raises(ValueError, match="limit must be positive"):
+            Budget("tokens", bad)
 
 
 def _run(tmp_path, data, **overrides):
