@@ -139,7 +139,7 @@ def books_dir(tmp_path: Path) -> Path:
 
 
 def make_packed_data(directory: Path, *, docs: int = 40, vocab_size: int = 200, seed: int = 0,
-                     masking: str = "static") -> Path:
+                     masking: str = "static", duplication: int = 2) -> Path:
     """A small packed corpus made with the real data-stage functions."""
     import json
 
@@ -159,7 +159,7 @@ def make_packed_data(directory: Path, *, docs: int = 40, vocab_size: int = 200, 
     doc_file = directory / "docs.jsonl"
     doc_file.write_text("".join(json.dumps({"source": "bookcorpus", "id": f"d{i}", "title": "", "text": t}) + "\n"
                                 for i, t in enumerate(texts)))
-    config = PackingConfig(masking=masking, duplication=2 if masking == "static" else 1)
+    config = PackingConfig(masking=masking, duplication=duplication if masking == "static" else 1)
     for name, key in (("train-000", (0, 0)), ("validation-000", (1, 0))):
         pack_shard(doc_file, tokenizer_dir, directory / f"{name}.npy", config, seed=seed, shard_key=key)
     write_meta(directory / "meta.json", train_shards=[directory / "train-000.npy"],

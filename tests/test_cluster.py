@@ -328,6 +328,7 @@ exit 1
 """
 
 
+@pytest.mark.slow
 def test_a_run_takes_account_and_partition_the_plugin_s_way(tmp_path):
     """`--default-resources slurm_account=... slurm_partition=...` reaches sbatch (a stand-in that
     records its arguments and refuses the job), with no site settings anywhere."""

@@ -34,6 +34,7 @@ def test_missing_book_folder_is_named_before_any_job(tmp_path, wiki_dump):
     assert not (tmp_path / "work" / "results").exists()
 
 
+@pytest.mark.slow
 def test_book_folder_without_books_is_named(tmp_path, wiki_dump):
     empty = tmp_path / "empty-books"
     empty.mkdir()
@@ -44,6 +45,7 @@ def test_book_folder_without_books_is_named(tmp_path, wiki_dump):
     assert not (work / "results" / "data" / "extracted" / "bookcorpus.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_empty_corpus_after_cleaning(tmp_path):
     wiki = write_wiki_dump(tmp_path / "src" / "dump.xml.bz2", n_articles=2)
     books = write_books(tmp_path / "src" / "books", n_books=1)

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, SNAKEMAKE, base_config, run_snakemake
 
 
+@pytest.mark.slow
 def test_wikiextractor_through_the_rule(tmp_path, wiki_dump, books_dir):
     config = base_config(corpus={"wikipedia": {"source": "file", "path": str(wiki_dump)},
                                  "bookcorpus": {"source": "dir", "path": str(books_dir)}})
@@ -26,6 +27,7 @@ def test_wikiextractor_through_the_rule(tmp_path, wiki_dump, books_dir):
     assert not any(marker in d["text"] for d in docs for marker in ("[[", "{{", "<ref", "|}", "Infobox"))
 
 
+@pytest.mark.slow
 def test_demo_data_stage_end_to_end(tmp_path):
     work = tmp_path / "work"
     result = run_snakemake(work, base_config(), "data")

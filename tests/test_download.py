@@ -162,6 +162,7 @@ def test_a_missing_run_names_the_url(tmp_path: Path, dumps: dict[str, bytes], sh
     assert leftovers(dest.parent) == []
 
 
+@pytest.mark.slow
 def test_the_rule_writes_the_dump_and_its_record(tmp_path: Path, dumps: dict[str, bytes]):
     data = dumps["20231101"]
     work = tmp_path / "work"

@@ -135,7 +135,8 @@ def test_malformed_lines_are_counted_reported_and_the_rest_read(tmp_path, caplog
     data = load_task(tmp_path, "stsb", max_malformed_fraction=0.5)
     assert len(data.train) == 2
     assert dict(data.stats["STS-B/train.tsv"].malformed) == {"unparseable score": 1, "score out of range": 1}
-    assert folder.is_dir()
+    # Reading never rewrites or drops the files it found malformed lines in.
+    assert (folder / "train.tsv").read_text(encoding="utf-8") == "\n".join(lines) + "\n"
 
 
 def test_missing_column_file_and_folder_are_named(tmp_path):
@@ -378,15 +379,40 @@ def test_finetune_result_fields_and_determinism(model_dir, toy_glue):
     assert other["epoch_losses"] != first["epoch_losses"]
 
 
-def test_finetune_regression(model_dir, toy_glue):
-    from kdbudget.glue.finetune import finetune
+def test_finetune_regression_in_bf16_against_fp32(model_dir, toy_glue, monkeypatch):
+    """bf16 autocast (a GPU's path, here on the CPU) really computes in bf16 and lands near fp32:
+    the same training and dev set, predictions nearly the same, the losses close but not equal."""
+    from kdbudget.glue import finetune as finetune_module
 
-    result = finetune(model_dir, toy_glue, "stsb", batch_size=16, lr=1e-3, epochs=2, max_seq_len=64, threads=1,
-                      precision="bf16")  # the autocast path of a GPU, here on the CPU
-    assert set(result["dev"]) == {"pearson", "spearman", "main"}
-    assert result["dev"]["main"] is None or -1 <= result["dev"]["main"] <= 1
-    assert result["train_loss"] > 0 and result["majority_baseline"]["main"] is None
-    assert result["precision"] == "torch.bfloat16"
+    real_predict = finetune_module.predict
+    seen: dict[str, tuple[np.ndarray, set]] = {}
+
+    def spy(model, data, batch_size, device, autocast):
+        dtypes: set = set()
+        handle = model.register_forward_hook(lambda module, args, output: dtypes.add(output.dtype))
+        try:
+            predictions = real_predict(model, data, batch_size, device, autocast)
+        finally:
+            handle.remove()
+        seen[current] = (predictions, dtypes)
+        return predictions
+
+    monkeypatch.setattr(finetune_module, "predict", spy)
+    results = {}
+    for current in ("fp32", "bf16"):
+        results[current] = finetune_module.finetune(model_dir, toy_glue, "stsb", batch_size=16, lr=1e-3, epochs=2,
+                                                    max_seq_len=64, threads=1, precision=current)
+    fp32, bf16 = results["fp32"], results["bf16"]
+    assert (fp32["precision"], bf16["precision"]) == ("torch.float32", "torch.bfloat16")
+    assert seen["fp32"][1] == {torch.float32} and seen["bf16"][1] == {torch.bfloat16}  # the logits' dtype
+    assert set(bf16["dev"]) == {"pearson", "spearman", "main"} and bf16["majority_baseline"]["main"] is None
+    a, b = seen["fp32"][0], seen["bf16"][0]
+    assert a.shape == b.shape == (32,)
+    assert not np.array_equal(a, b)  # bf16 changed the computation...
+    # ...but not the answers: every score within a few bf16 roundings (2**-8 relative) of fp32's
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max() + 1e-3, np.abs(a - b).max()
+    assert bf16["train_loss"] == pytest.approx(fp32["train_loss"], rel=0.01)
+    assert bf16["epoch_losses"] != fp32["epoch_losses"]
 
 
 def test_finetune_learns_a_toy_task_and_keeps_hf_weights(model_dir, tmp_path):

@@ -4,6 +4,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, SNAKEMAKE, run_snakemake
 from test_pretrain_pipeline import pretrain_config
 
@@ -20,6 +22,7 @@ def write_sst2(glue_dir: Path) -> Path:
     return glue_dir
 
 
+@pytest.mark.slow
 def test_two_cell_grid_end_to_end(tmp_path):
     glue_dir = write_sst2(tmp_path / "glue")
     config = pretrain_config()

@@ -73,22 +73,46 @@ def test_autocast_really_changes_the_computation(tmp_path, packed_data):
     assert not torch.equal(weights["fp32"][key], weights["bf16"][key])
 
 
+class _EagerScaler(torch.amp.GradScaler):
+    """The trainer's scaler, growing after every good step (PyTorch's default waits 2000), so its
+    scale moves within a few steps; every scale it ends a step with is recorded."""
+
+    scales: list[float] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, growth_interval=1, **kwargs)
+
+    def update(self, new_scale=None):
+        super().update(new_scale)
+        type(self).scales.append(self.get_scale())
+
+
 def test_fp16_loss_scaler_state_is_checkpointed_and_resumed(tmp_path, packed_data, monkeypatch):
-    """fp16 uses a dynamic loss scaler; a checkpoint carries its scale so a resume is exact."""
+    """fp16 uses a dynamic loss scaler; a checkpoint carries its scale and growth tracker so a resume
+    continues the scale where the interrupted run left it, as an uninterrupted run would."""
+    monkeypatch.setattr(torch.amp, "GradScaler", _EagerScaler)
     budget = {"mode": "tokens", "limit": 8 * 128 * 6}
+    _EagerScaler.scales = []
     _run(tmp_path / "whole", packed_data, precision="fp16", budget=budget)
+    whole = _EagerScaler.scales
+    assert len(whole) == 6 and whole[0] == 2 * 65536.0  # PyTorch's initial 2**16, doubled by a good first step
+    assert len(set(whole)) > 1
     spec = RunSpec.from_dict(tiny_spec(tmp_path / "split", packed_data, precision="fp16", budget=budget,
                                        stop_before_time_limit_seconds=1000))
     # A SLURM job that ends in 1000 s: the run stops with a checkpoint after its first step.
     monkeypatch.setenv("SLURM_JOB_ID", "1")
     monkeypatch.setenv("SLURM_JOB_END_TIME", str(int(time.time()) + 1000))
+    _EagerScaler.scales = []
     with pytest.raises(SystemExit):
         pretrain(spec)
     state = torch.load(checkpoint_path(spec.checkpoint_dir), weights_only=False)
-    assert state["scaler"]["scale"] > 0 and state["progress"]["spent"]["steps"] == 1
+    assert state["progress"]["spent"]["steps"] == 1
+    assert state["scaler"]["scale"] == whole[0] and state["scaler"]["_growth_tracker"] == 0
     monkeypatch.delenv("SLURM_JOB_END_TIME")
     monkeypatch.delenv("SLURM_JOB_ID")
+    _EagerScaler.scales = []
     assert pretrain(spec)["resumes"] == 1
+    assert _EagerScaler.scales == whole[1:]  # the resumed scaler went on from the checkpointed scale
     a = load_file(tmp_path / "whole" / "out" / "nokd2" / "model.safetensors")
     b = load_file(tmp_path / "split" / "out" / "nokd2" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

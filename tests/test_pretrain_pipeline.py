@@ -3,6 +3,8 @@
 import json
 import subprocess
 
+import pytest
+
 from conftest import ROOT, SNAKEMAKE, base_config, run_snakemake
 
 TINY = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}
@@ -19,6 +21,7 @@ def pretrain_config(**overrides) -> dict:
     return {**config, **overrides}
 
 
+@pytest.mark.slow
 def test_kd_run_gets_the_nokd_budget_through_the_dag(tmp_path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 

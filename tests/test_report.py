@@ -313,3 +313,80 @@ def test_rebuild_from_cached_summaries_runs_no_training_and_the_report_builds(tm
     run_snakemake(work, config, extra=("--report", "report.html"))  # the default target: all
     html = (work / "report.html").read_text()
     assert (work / "report.html").stat().st_size > 50_000 and "Total Token Throughput" in html
+
+
+def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_data):
+    """Table 2 and the plots from summaries and metrics written by real (tiny) pretraining runs, a
+    No-KD reference and a KD follower: the numbers shown are the runs' own, field by field. (GLUE
+    summaries are fixtures: fine-tuning is tested elsewhere.)"""
+    import csv
+    import io
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    from conftest import tiny_spec
+    from kdbudget.report.plots import plot_budget, plot_loss_curves, plot_throughput
+    from kdbudget.train.spec import RunSpec
+    from kdbudget.train.trainer import pretrain
+
+    tiny = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}
+    config = base_config(teachers={"t4": {"source": "pretrain", "shape": {**tiny, "layers": 4},
+                                          "budget": {"mode": "tokens", "limit": 10000}}},
+                         groups={"small": {"title": "Small", "student": tiny, "teacher": "t4",
+                                           "strategies": ["nokd", "vanillakd"],
+                                           "budget": {"mode": "reference", "measure": "flops", "epochs": 0.3}}})
+    layout = layout_from_config(validate_config(config, SCHEMA))
+    models = [(m.name, m.strategy) for g in layout for m in g.models]
+    assert [s for _, s in models] == ["nokd", "vanillakd"]
+    (reference, _), (follower, _) = models
+
+    results = tmp_path / "results"
+    vocab = json.loads((packed_data / "meta.json").read_text())["vocab_size"]
+    torch.manual_seed(0)
+    teacher = tmp_path / "teacher"
+    BertForMaskedLM(BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                               intermediate_size=64)).save_pretrained(teacher)
+    for item in (packed_data / "tokenizer").iterdir():
+        shutil.copy(item, teacher / item.name)
+    budgets = {reference: {"mode": "reference", "is_reference": True, "epochs": 0.3, "measure": "flops"},
+               follower: {"mode": "reference", "measure": "flops",
+                          "reference_summary": str(results / "pretrain" / reference / "summary.json")}}
+    for name, strategy in models:
+        pretrain(RunSpec.from_dict({**tiny_spec(tmp_path, packed_data, name=name, strategy=strategy,
+                                                teacher_dir=str(teacher) if strategy != "nokd" else None),
+                                    "budget": budgets[name], "out_dir": str(results / "pretrain" / name)}))
+        glue = results / "glue" / name
+        glue.mkdir(parents=True)
+        tasks = {t: {"task": t, "main_metric": "accuracy", "main": 0.5 + 0.01 * i} for i, t in enumerate(TASKS)}
+        (glue / "summary.json").write_text(json.dumps({"model": name, "tasks": tasks}))
+
+    summaries = {name: json.loads((results / "pretrain" / name / "summary.json").read_text()) for name, _ in models}
+    metrics = {name: [json.loads(line) for line in (results / "pretrain" / name / "metrics.jsonl").read_text().splitlines()]
+               for name, _ in models}
+    loaded = load_results(layout, results)
+    blocks = build_table(layout, loaded)
+    rows = list(csv.DictReader(io.StringIO(render_csv(blocks))))
+    assert [r["model"] for r in rows] == [reference, follower]
+    assert [int(r["tokens"]) for r in rows] == [summaries[n]["tokens"] for n in (reference, follower)]
+
+    throughput = plot_throughput(blocks, loaded)
+    speed_ax, tokens_ax = throughput.axes[:2]
+    by_hand = [summaries[n]["spent"]["tokens"] / summaries[n]["spent"]["seconds"] for n in (reference, follower)]
+    assert [p.get_height() for p in speed_ax.patches] == pytest.approx(by_hand, rel=1e-9)
+    assert [p.get_height() for p in tokens_ax.patches] == [summaries[n]["spent"]["tokens"] for n in (reference, follower)]
+
+    budget_ax = plot_budget(blocks, loaded).axes[0]
+    flops = [summaries[n]["spent"]["flops"] for n in (reference, follower)]
+    assert [p.get_height() for p in budget_ax.patches] == pytest.approx(flops, rel=1e-9)
+    assert budget_ax.lines[0].get_ydata()[0] == pytest.approx(flops[0])  # the group's budget: No-KD's spend
+    assert summaries[follower]["budget"]["limit"] == pytest.approx(flops[0])
+
+    time_ax, flops_ax = plot_loss_curves(blocks, loaded).axes[:2]
+    for line, name in zip(time_ax.lines, (reference, follower)):
+        assert list(line.get_xdata()) == pytest.approx([r["seconds"] for r in metrics[name]])
+        assert list(line.get_ydata()) == pytest.approx([r["loss"] for r in metrics[name]])
+    for line, name in zip(flops_ax.lines, (reference, follower)):
+        assert list(line.get_xdata()) == pytest.approx([r["flops"] for r in metrics[name]])
+    assert len(time_ax.lines) == len(flops_ax.lines) == 2

@@ -33,7 +33,7 @@ import yaml
 from conftest import ROOT, SNAKEMAKE, run_snakemake
 from test_pretrain_pipeline import pretrain_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+# Only the test that runs jobs needs SLURM (and is slow); planning the paper needs neither.
 
 STATE = Path(os.environ.get("KDBUDGET_SLURM_STATE", "/tmp/kdbudget-slurm"))
 START = ROOT / "scripts" / "slurm" / "start-local-slurm.sh"
@@ -125,6 +125,8 @@ def _warn_of_time_limit(work: Path, model: str, snakemake: subprocess.Popen, sig
         time.sleep(0.05)
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_slice_runs_as_slurm_jobs_with_the_declared_resources(tmp_path, slurm_cluster):
     config = slice_config()
 

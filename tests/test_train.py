@@ -29,6 +29,11 @@ def test_schedule_over_the_budget_fraction():
     assert lr_multiplier(1.0, 0.06) == 0.0
     assert lr_multiplier(1.5, 0.06) == 0.0
     assert lr_multiplier(0.5, 0.0) == pytest.approx(0.5)
+    assert lr_multiplier(0.0, 0.0) == 1.0  # no warmup: the peak from the first step
+    assert lr_multiplier(-0.2, 0.1) == 0.0
+    for bad in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"warmup must be in \[0, 1\)"):
+            lr_multiplier(0.5, bad)
 
 
 def test_budget_stops_within_half_a_step():
@@ -36,8 +41,14 @@ def test_budget_stops_within_half_a_step():
     assert not budget.should_stop(Spent(flops=7.0), 4.0)  # 11 is closer to 10 than 7
     assert budget.should_stop(Spent(flops=8.0), 4.0)
     assert budget.fraction(Spent(flops=5.0)) == 0.5
-    with pytest.raises(ValueError):
+    assert budget.fraction(Spent(flops=25.0)) == 1.0  # an overrun is the whole budget
+    assert Budget("seconds", 0.5, {"mode": "reference", "role": "follower"}).as_dict() == {
+        "unit": "seconds", "limit": 0.5, "mode": "reference", "role": "follower"}
+    with pytest.raises(ValueError, match="unit must be one of .*'hours'"):
         Budget("hours", 1.0)
+    for bad in (0.0, -3.0):
+        with pytest.raises(ValueError, match="limit must be positive"):
+            Budget("tokens", bad)
 
 
 def _run(tmp_path, data, **overrides):
@@ -121,6 +132,132 @@ def test_wallclock_reference_refuses_other_hardware(tmp_path, packed_data):
     spec = {"mode": "reference", "measure": "seconds", "reference_summary": str(reference)}
     with pytest.raises(BudgetError, match="A100"):
         _run(tmp_path, packed_data, name="minilm2", strategy="nokd", budget=spec)
+
+
+def _spec(budget: dict, **overrides) -> RunSpec:
+    spec = tiny_spec(Path("/nonexistent"), Path("/nonexistent"), **overrides)
+    return RunSpec.from_dict({**spec, "budget": budget})  # this budget alone, not merged into the default one
+
+
+def _reference(tmp_path: Path, device: str = "NVIDIA A100-SXM4-40GB") -> Path:
+    path = tmp_path / "nokd6" / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": "nokd6", "device": device,
+                                "spent": {"seconds": 123.5, "flops": 9.0e15, "tokens": 4096, "steps": 4}}))
+    return path
+
+
+def test_reference_budgets_resolve_to_what_the_reference_spent(tmp_path):
+    from kdbudget.train.trainer import resolve_budget
+
+    meta = {"sequences": 100, "seq_len": 128}
+    a100 = "NVIDIA A100-SXM4-40GB"
+    own = resolve_budget(_spec({"mode": "reference", "is_reference": True, "epochs": 2, "measure": "seconds"}),
+                         meta, a100)
+    assert (own.unit, own.limit, own.source["role"]) == ("tokens", 2 * 100 * 128, "reference")
+    reference = str(_reference(tmp_path))
+    seconds = resolve_budget(_spec({"mode": "reference", "measure": "seconds", "reference_summary": reference}),
+                             meta, a100)
+    assert (seconds.unit, seconds.limit) == ("seconds", 123.5)
+    assert seconds.source["role"] == "follower" and seconds.source["reference"] == "nokd6"
+    flops = resolve_budget(_spec({"mode": "reference", "measure": "flops", "reference_summary": reference}),
+                           meta, "NVIDIA H100 80GB HBM3")  # FLOPs compare across hardware
+    assert (flops.unit, flops.limit) == ("flops", 9.0e15)
+    tokens = resolve_budget(_spec({"mode": "reference", "measure": "tokens", "reference_summary": reference}),
+                            meta, "cpu")
+    assert (tokens.unit, tokens.limit) == ("tokens", 4096)
+    explicit = resolve_budget(_spec({"mode": "seconds", "limit": 60}), meta, "cpu")
+    assert (explicit.unit, explicit.limit) == ("seconds", 60.0)
+    with pytest.raises(BudgetError, match="needs a limit"):
+        resolve_budget(_spec({"mode": "flops"}), meta, "cpu")
+
+
+def test_wallclock_reference_on_other_hardware_only_when_allowed(tmp_path):
+    from kdbudget.train.trainer import resolve_budget
+
+    reference = str(_reference(tmp_path))
+    follower = {"mode": "reference", "measure": "seconds", "reference_summary": reference}
+    with pytest.raises(BudgetError, match=r"A100.*H100|H100.*A100"):
+        resolve_budget(_spec(follower), {}, "NVIDIA H100 80GB HBM3")
+    allowed = resolve_budget(_spec({**follower, "allow_device_mismatch": True}), {}, "NVIDIA H100 80GB HBM3")
+    assert (allowed.unit, allowed.limit) == ("seconds", 123.5)
+    assert allowed.source["reference_device"] == "NVIDIA A100-SXM4-40GB"
+
+
+@pytest.mark.parametrize("summary", [None, "missing"])
+def test_a_missing_reference_summary_is_a_budget_error_naming_it(tmp_path, summary):
+    from kdbudget.train.trainer import resolve_budget
+
+    path = str(tmp_path / "nokd6" / "summary.json") if summary else None
+    spec = _spec({"mode": "reference", "measure": "seconds", "reference_summary": path})
+    with pytest.raises(BudgetError, match="reference run's summary is missing") as caught:
+        resolve_budget(spec, {}, "cpu")
+    assert str(path) in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def scheduled_run(tmp_path_factory, packed_data):
+    """Ten steps of a tokens budget with 20% warmup; the learning rate each optimizer step used,
+    read from the optimizer itself by a step hook."""
+    tmp_path = tmp_path_factory.mktemp("scheduled")
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    used: list[list[float]] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: used.append([group["lr"] for group in optimizer.param_groups]))
+    try:
+        summary = _run(tmp_path, packed_data, optim={"lr": 1e-3, "warmup": 0.2, "batch_size": 8, "micro_batch_size": 4},
+                       budget={"mode": "tokens", "limit": 8 * 128 * 10})
+    finally:
+        handle.remove()
+    return summary, used, tmp_path / "out" / "nokd2"
+
+
+def test_learning_rate_warms_up_and_decays_over_the_budget(scheduled_run):
+    """Step k starts at k/10 of the budget: warmup to the peak over the first 20%, then linear to 0 at the end."""
+    summary, used, out = scheduled_run
+    peak = 1e-3
+    by_hand = [0.0, 0.5, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]  # 0.1/0.2; then (1 - k/10) / 0.8
+    assert summary["steps"] == 10 and len(used) == 10
+    for step, lrs in enumerate(used):
+        assert lrs == pytest.approx([peak * by_hand[step]] * len(lrs), abs=1e-12), step
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([peak * m for m in by_hand], abs=1e-12)
+
+
+def test_validation_loss_accuracy_and_perplexity_match_transformers(scheduled_run):
+    """The summary's validation numbers, recomputed with transformers' BertForMaskedLM on the saved
+    weights and the validation shard's first stored mask copy, read straight from the file."""
+    import math
+
+    import numpy as np
+    from transformers import BertForMaskedLM
+
+    summary, _, out = scheduled_run
+    data = Path(summary["data"]["dir"])
+    records = np.load(data / "validation-000.npy")[0]
+    n = min(len(records), 16)  # the run's eval_sequences
+    assert summary["validation"]["sequences"] == n
+    ids = torch.from_numpy(records["input_ids"][:n].astype(np.int64))
+    lengths = torch.from_numpy(records["length"][:n].astype(np.int64))
+    attention = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
+    labels = torch.full_like(ids, -100)
+    for row in range(n):
+        used = records["mlm_positions"][row] > 0
+        labels[row, records["mlm_positions"][row][used].astype(np.int64)] = torch.from_numpy(
+            records["mlm_labels"][row][used].astype(np.int64))
+    model = BertForMaskedLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attention).logits
+    where = labels != -100
+    losses = torch.nn.functional.cross_entropy(logits[where].double(), labels[where], reduction="none")
+    loss = float(losses.mean())  # over every masked token of the n sequences, not a mean of batch means
+    accuracy = float((logits[where].argmax(-1) == labels[where]).double().mean())
+    validation = summary["validation"]
+    # float32 against float64 sums: ~1e-7 apart; a mean of the batches' means is ~1e-4 off
+    assert validation["mlm_loss"] == pytest.approx(loss, rel=2e-6)
+    assert validation["mlm_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    assert validation["perplexity"] == pytest.approx(math.exp(loss), rel=2e-6)
 
 
 def _start(spec_path: Path, log: Path) -> subprocess.Popen:
