@@ -72,7 +72,7 @@ def test_each_epoch_is_a_new_order_with_its_own_mask_copy(three_copies):
 
 def _unmasked(batch: dict) -> list[bytes]:
     labels, ids = batch["labels"].numpy(), batch["input_ids"].numpy()
-    return [np.where(l != IGNORE_INDEX, l, i).tobytes() for l, i in zip(labels, ids)]
+    return [np.where(lab != IGNORE_INDEX, lab, ids_).tobytes() for lab, ids_ in zip(labels, ids)]
 
 
 def test_dynamic_masks_are_reproducible_resumable_and_new_each_epoch(packed_dynamic):
