@@ -123,7 +123,8 @@ def common_spec(config: dict[str, Any]) -> dict[str, Any]:
             "checkpoint_every_seconds": 60.0 * p["checkpoint_every_minutes"],
             "checkpoint_every_steps": p["checkpoint_every_steps"], "log_every_steps": p["log_every_steps"],
             "stop_before_time_limit_seconds": 60.0 * p["stop_before_time_limit_minutes"],
-            "eval_sequences": p["eval_sequences"], "device": p["device"],
+            "eval_sequences": p["eval_sequences"], "device": p["device"], "compile": p["compile"],
+            "compile_backend": p["compile_backend"], "teacher_dtype": p["teacher_dtype"],
             "divergence_spike_factor": p["divergence_spike_factor"], "divergence_window": p["divergence_window"]}
 
 

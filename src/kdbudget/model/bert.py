@@ -251,17 +251,30 @@ class BertLayer(nn.Module):
         return self.output(self.intermediate(attended), attended), internals
 
 
+def run_layer(
+    layer: BertLayer, hidden: Tensor, key_mask: Tensor | None, request: Request | None
+) -> tuple[Tensor, LayerInternals | None]:
+    """One layer's forward: the unit that `kdbudget.train.speed` compiles. Every layer of a
+    width shares one compiled graph (its parameters are the graph's inputs), so compiling
+    costs one layer's time, not the whole model's."""
+    return layer(hidden, key_mask, request)
+
+
 class BertEncoder(nn.Module):
     """The layers; a pre-LN encoder ends with the final LayerNorm.
 
     The final LayerNorm lives here rather than beside the embeddings (HF keeps
     it on the base model) so that everything that runs `bert.encoder` (the MLM
     forward, GLUE fine-tuning) gets the normalised last state.
+
+    `layer_call` runs each full layer: `run_layer`, or its compiled form (a
+    plain attribute, not a module, so `state_dict` is the same either way).
     """
 
     def __init__(self, config: BertConfig):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+        self.layer_call = run_layer
         if is_pre_norm(config):
             self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         else:
@@ -280,7 +293,8 @@ class BertEncoder(nn.Module):
         full_layers, partial = request.depth(len(self.layer))
         states, internals = [hidden], {}
         for index, layer in enumerate(self.layer[:full_layers]):
-            hidden, layer_internals = layer(hidden, key_mask, request if index in selected else None)
+            layer_request = request if index in selected else None
+            hidden, layer_internals = self.layer_call(layer, hidden, key_mask, layer_request)
             states.append(hidden)
             if layer_internals is not None:
                 internals[index] = layer_internals
@@ -333,6 +347,12 @@ class BertOnlyMLMHead(nn.Module):
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.predictions(hidden)
+
+
+def masked_positions(labels: Tensor) -> Tensor:
+    """Flat indices (into B x L, ascending) of the predicted positions: the `masked_index` of
+    `KDBertForMaskedLM.forward`. Meant for host tensors, where counting costs no device sync."""
+    return (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
 
 
 class KDBertForMaskedLM(nn.Module):
@@ -403,12 +423,19 @@ class KDBertForMaskedLM(nn.Module):
         labels: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         request: Request | None = None,
+        masked_index: Tensor | None = None,
     ) -> MLMOutput:
         """Run the model; `attention_mask` is [B, L] with 1 for real tokens, 0 for padding.
 
         The MLM head runs only where `labels != -100` (all positions if no
         labels are given). The loss is computed in fp32 whatever the autocast
         dtype. The pass stops early when the request allows (`Request.depth`).
+
+        `masked_index` (optional): those positions as flat indices into
+        B x L, ascending (`masked_positions(labels)`, computed on the host). It
+        gives exactly the rows that `labels != -100` selects, but boolean
+        indexing on a GPU waits for the device to count them; a gather by an
+        index made beforehand does not.
         """
         request = Request() if request is None else request
         key_mask = None if attention_mask is None else attention_mask[:, None, None, :].bool()
@@ -422,10 +449,15 @@ class KDBertForMaskedLM(nn.Module):
                 logits = self.cls(sequence)
             else:
                 flat_labels = labels.reshape(-1)
-                masked = flat_labels != IGNORE_INDEX
-                logits = self.cls(sequence.reshape(-1, sequence.shape[-1])[masked])
+                flat = sequence.reshape(-1, sequence.shape[-1])
+                if masked_index is None:
+                    masked = flat_labels != IGNORE_INDEX
+                    flat, targets = flat[masked], flat_labels[masked]
+                else:
+                    flat, targets = flat.index_select(0, masked_index), flat_labels.index_select(0, masked_index)
+                logits = self.cls(flat)
                 if request.mlm_loss:
-                    loss = F.cross_entropy(logits.float(), flat_labels[masked])
+                    loss = F.cross_entropy(logits.float(), targets)
         return MLMOutput(
             last_hidden_state=sequence if request.last_hidden_state else None,
             num_layers=self.num_layers,

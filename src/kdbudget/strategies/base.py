@@ -89,7 +89,8 @@ def teacher_forward(
     `paper_code`: train mode, so teacher dropout stays on as in the released
     code (still no gradient). The outputs are cloned out of inference mode,
     because autograd refuses to save inference tensors for the student's
-    backward pass (e.g. the target of an MSE).
+    backward pass (e.g. the target of an MSE). A batch's ``masked_index``
+    (see `KDBertForMaskedLM.forward`) is passed on when logits are needed.
     """
     if needs is None:
         return None
@@ -103,6 +104,7 @@ def teacher_forward(
             labels=batch["labels"] if needs.logits else None,
             token_type_ids=batch.get("token_type_ids"),
             request=needs,
+            masked_index=batch.get("masked_index") if needs.logits else None,
         )
     return _clone_out_of_inference(out)
 

@@ -14,9 +14,13 @@ def no_decay(name: str, param: nn.Parameter) -> bool:
 
 
 def build_optimizer(
-    modules: Iterable[nn.Module], *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float
+    modules: Iterable[nn.Module], *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float,
+    fused: bool = False,
 ) -> torch.optim.AdamW:
-    """One AdamW over the trainable parameters of ``modules`` (student, strategy projections)."""
+    """One AdamW over the trainable parameters of ``modules`` (student, strategy projections).
+
+    ``fused``: one kernel for the whole update (``kdbudget.train.speed.fused_adamw`` decides: on
+    CUDA); otherwise torch's default implementation. The arithmetic is AdamW's either way."""
     decay, plain, seen = [], [], set()
     for module in modules:
         for name, param in module.named_parameters():
@@ -25,7 +29,7 @@ def build_optimizer(
             seen.add(id(param))
             (plain if no_decay(name, param) else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas, eps=eps)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas, eps=eps, fused=fused or None)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

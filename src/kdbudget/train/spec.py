@@ -81,7 +81,9 @@ class RunSpec:
     stop_before_time_limit_seconds: float = 600.0
     log_every_steps: int = 10
     eval_sequences: int = 2048
-    compile: bool = False
+    compile: bool | str = "auto"  # torch.compile of the encoder layers: auto (on CUDA), True, False
+    compile_backend: str = "inductor"  # torch.compile's backend ("aot_eager" compiles fast, for tests)
+    teacher_dtype: str = "auto"  # auto (bf16 on CUDA under bf16 autocast), fp32, bf16
     gpus: int = 0  # GPUs the job asked for: with any, device "auto" refuses to fall back to the CPU
     divergence_spike_factor: float = 3.0  # stop when the loss exceeds this x its recent median (0: never)
     divergence_window: int = 100  # steps in that median

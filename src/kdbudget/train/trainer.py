@@ -28,22 +28,54 @@ import torch
 from kdbudget.data.storage import PackedSplit, load_meta
 from kdbudget.io import atomic_dir, read_json
 from kdbudget.log import progress
-from kdbudget.model import KDBertForMaskedLM, bert_config, load_pretrained, save_pretrained
+from kdbudget.model import (
+    KDBertForMaskedLM,
+    bert_config,
+    load_pretrained,
+    save_pretrained,
+)
 from kdbudget.model.flops import train_step_flops
 from kdbudget.strategies import build_strategy
 from kdbudget.train.budget import Budget, Spent
-from kdbudget.train.checkpoint import checkpoint_path, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from kdbudget.train.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from kdbudget.train.clock import StepClock
 from kdbudget.train.deadline import job_end_time
+from kdbudget.train.distributed import (
+    World,
+    agree_max,
+    agree_mean,
+    close_world,
+    gather_objects,
+    init_world,
+)
 from kdbudget.train.divergence import Diverged, DivergenceGuard
-from kdbudget.train.distributed import World, agree_max, agree_mean, close_world, gather_objects, init_world
+from kdbudget.train.hardware import mfu, peak_flops
 from kdbudget.train.lock import CheckpointBusy, CheckpointLock, held_by_launcher
 from kdbudget.train.optim import build_optimizer, set_lr
 from kdbudget.train.orphan import ParentWatch
-from kdbudget.train.runtime import (autocast_context, autocast_dtype, device_name, git_commit, pick_device, set_threads,
-                                    versions)
+from kdbudget.train.runtime import (
+    autocast_context,
+    autocast_dtype,
+    device_name,
+    git_commit,
+    pick_device,
+    set_threads,
+    versions,
+)
 from kdbudget.train.schedule import lr_multiplier
 from kdbudget.train.spec import RunSpec
+from kdbudget.train.speed import (
+    CompiledLayers,
+    fused_adamw,
+    resolve_compile,
+    resolve_teacher_dtype,
+)
 from kdbudget.train.step import StepParts, train_step
 from kdbudget.train.stream import BatchStream, StreamPosition
 
@@ -151,7 +183,8 @@ class _StopFlag:
 _RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_steps", "log_every_steps",
                       "eval_sequences", "out_dir", "checkpoint_dir", "data_dir", "teacher_dir", "device",
                       "stop_before_time_limit_seconds", "gpus",
-                      "divergence_spike_factor", "divergence_window"}
+                      "divergence_spike_factor", "divergence_window",
+                      "compile", "compile_backend"}  # speed only: the same step up to rounding
 
 
 def run_identity(spec: RunSpec) -> str:
@@ -220,11 +253,12 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     meta = load_meta(data_dir)
     budget = resolve_budget(spec, meta, hardware)
 
+    amp_dtype = autocast_dtype(device, spec.precision)
     student = build_student(spec, meta).to(device)
     teacher = None
     if spec.teacher_dir:
         teacher_dir = Path(spec.teacher_dir)
-        teacher = load_pretrained(teacher_dir).to(device)
+        teacher = load_pretrained(teacher_dir).to(device, resolve_teacher_dtype(spec.teacher_dtype, device, amp_dtype))
         check_teacher_vocabulary(teacher_dir, teacher.config.vocab_size, meta, data_dir)
         teacher.requires_grad_(False)
     strategy = build_strategy(spec.strategy, student.config, teacher.config if teacher else None,
@@ -237,8 +271,10 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
         raise ValueError(f"{spec.name}: batch_size {opt.batch_size} is not a multiple of micro_batch_size "
                          f"{opt.micro_batch_size} x {world.size} processes")
     optimizer = build_optimizer([student, strategy], lr=opt.lr, betas=opt.betas, eps=opt.eps,
-                                weight_decay=opt.weight_decay)
-    amp_dtype = autocast_dtype(device, spec.precision)
+                                weight_decay=opt.weight_decay, fused=fused_adamw(device))
+    compiled = None  # every arm alike: the student's and the teacher's layers, or neither
+    if resolve_compile(spec.compile, device):
+        compiled = CompiledLayers([student, teacher], spec.compile_backend)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     split = PackedSplit.open(data_dir, "train")
     stream = BatchStream(split, spec.seed)
@@ -298,7 +334,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     step_cost = {"tokens": float(tokens_per_step), "flops": flops_cost(meta["masking"]["max_predictions"]),
                  "seconds": 0.0}
     autocast = autocast_context(device, amp_dtype)
-    parts = StepParts(student, teacher, strategy, optimizer, scaler, autocast, device, world)
+    parts = StepParts(student, teacher, strategy, optimizer, scaler, autocast, device, world, compiled)
     clock = StepClock(device)  # every arm, whatever its budget unit, is timed by this clock
     guard = DivergenceGuard(spec.divergence_spike_factor, spec.divergence_window)
     student.train()
@@ -417,9 +453,13 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
         "name": spec.name, "strategy": spec.strategy,
         "tokens": spent.tokens, "flops": spent.flops, "seconds": spent.seconds,
         "tokens_per_second": spent.tokens / spent.seconds if spent.seconds else None,
+        "mfu": mfu(spent.flops, spent.seconds, peak_flops(device), world.size),  # None where the peak is unknown
         "epochs": stream.epochs_done, "steps": spent.steps, "sequences": spent.sequences,
         "budget": {**budget.as_dict(), "spent": spent.get(budget.unit), "fraction": budget.fraction(spent)},
         "spent": spent.as_dict(), "device": hardware, "precision": str(amp_dtype or torch.float32),
+        "speed": {"compile": compiled.describe() if compiled else {"enabled": False},
+                  "teacher_dtype": str(next(teacher.parameters()).dtype) if teacher else None,
+                  "fused_adamw": fused_adamw(device)},
         "student": vars(spec.student).copy(), "parameters": sum(p.numel() for p in student.parameters()),
         "teacher": ({"path": spec.teacher_dir, "layers": teacher.config.num_hidden_layers,
                      "hidden": teacher.config.hidden_size} if teacher else None),
