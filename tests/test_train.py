@@ -362,6 +362,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # torchrun twice with two workers: over a minute on two cores
 def test_two_process_job_warned_by_usr1_resumes_to_the_same_weights(tmp_path, packed_data):
     """The multi-GPU path (kdbudget.train.launch -> torchrun -> 2 workers) gets USR1 in every
     process, as SLURM sends it before a time limit: it checkpoints, fails, and a rerun ends
