@@ -6,8 +6,9 @@ while the schedule kills, each at a moment chosen by observable progress plus a 
 a data-stage job (SIGKILL), Snakemake itself (SIGKILL, and SIGINT to its process group as a
 Ctrl-C does) once while pretraining and once while fine-tuning, each student's trainer (SIGKILL
 and SIGTERM, after checkpoints: ``checkpoint_every_steps: 1``) and a GLUE cell (SIGKILL). After
-each kill it reruns as the README says: the same command with ``--rerun-incomplete``, and
-``--unlock`` when Snakemake says the directory is locked, until Table 2 is written.
+each kill it reruns as the README says: the same command with ``--rerun-incomplete``, after
+``--unlock`` once Snakemake was killed with SIGKILL or says the directory is locked, until Table 2
+is written.
 
 Checks:
 - After every attempt (Snakemake and the trainers it started have ended; orphaned non-training
