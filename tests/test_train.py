@@ -582,6 +582,34 @@ def test_a_trainer_whose_job_is_gone_checkpoints_and_stops(tmp_path, packed_data
     assert not Path(spec["out_dir"]).exists()
 
 
+def test_an_owner_gone_before_the_trainer_starts_watching_is_seen(tmp_path, packed_data):
+    """Snakemake killed while its job still imports torch: the job's processes are reparented, so
+    the owner is no ancestor of the trainer, yet the token tells it apart from an owner in another
+    PID namespace. The trainer stops at once, before taking the checkpoint folder's lock."""
+    from kdbudget.train.orphan import OWNER_ENV, ParentWatch, owner_token
+
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    token = owner_token(owner.pid)
+    host, pid, start, namespace = token.split(":")
+    assert ParentWatch({OWNER_ENV: token}).orphaned(now=True) is False  # alive, not an ancestor: the parent
+    owner.kill()
+    owner.wait()
+    gone = ParentWatch({OWNER_ENV: token})
+    assert gone.gone_at_start and gone.orphaned()
+    for elsewhere in (f"{host}:{pid}:{start}:{int(namespace) + 1}", f"{host}:{pid}:{start}"):  # or not named
+        assert not ParentWatch({OWNER_ENV: elsewhere}).orphaned(now=True)
+
+    spec = tiny_spec(tmp_path, packed_data)
+    env = {**os.environ, OWNER_ENV: token}
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, "-m", "kdbudget.train", str(spec_path), "--log-file",
+                           str(tmp_path / "trainer.log")], env=env, timeout=120)
+    assert done.returncode == 75
+    assert "was gone before training began" in (tmp_path / "trainer.log").read_text()
+    assert not Path(spec["out_dir"]).exists() and not (Path(spec["checkpoint_dir"]) / "checkpoint.pt").exists()
+
+
 def test_an_orphan_past_its_last_step_keeps_its_checkpoint_for_the_rerun(tmp_path, packed_data, monkeypatch):
     """Snakemake discards what an orphan writes (its outputs are marked incomplete), so an orphan
     that has finished training keeps its final checkpoint, and the rerun only writes the model:

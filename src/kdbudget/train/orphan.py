@@ -9,7 +9,7 @@ the orphan writes is discarded by the rerun. It should stop at once and keep
 a checkpoint for the rerun instead.
 
 So the workflow names its Snakemake process in ``KDBUDGET_JOB_OWNER``
-(``host:pid:start-time``, set by rules/common.smk in the process that runs
+(``host:pid:start-time:pid-namespace``, set by rules/common.smk in the process that runs
 the jobs: the main Snakemake locally, the job's own Snakemake in a cluster
 job). A trainer records the chain of processes from its parent up to that
 owner at start and, at step boundaries, checks that every one of them is
@@ -17,7 +17,12 @@ still the process it was (same pid, same start time: a pid can be reused).
 Without an owner in the environment (``python -m kdbudget.train`` by hand,
 torchrun by hand), or when the owner is not among the trainer's ancestors
 (another host, another PID namespace), it watches its direct parent only.
-Linux reads ``/proc``; elsewhere only a change of the parent pid is seen.
+An owner that is already gone when the trainer starts watching (Snakemake
+killed while the job was still importing torch: seconds on a busy machine)
+is not among the ancestors either, as its children were reparented; the
+token names the owner's PID namespace, so that case is told apart from
+another namespace and the trainer stops at once. Linux reads ``/proc``;
+elsewhere only a change of the parent pid is seen.
 """
 
 from __future__ import annotations
@@ -46,11 +51,19 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[19])
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (the inode of /proc/self/ns/pid); '' where unknown."""
+    try:
+        return str(os.stat(_PROC / "self" / "ns" / "pid").st_ino)
+    except OSError:
+        return ""
+
+
 def owner_token(pid: int | None = None) -> str:
-    """``host:pid:start`` naming a process (this one by default) for ``KDBUDGET_JOB_OWNER``."""
+    """``host:pid:start:pidns`` naming a process (this one by default) for ``KDBUDGET_JOB_OWNER``."""
     pid = os.getpid() if pid is None else pid
     stat = _stat(pid)
-    return f"{socket.gethostname()}:{pid}:{stat[1] if stat else ''}"
+    return f"{socket.gethostname()}:{pid}:{stat[1] if stat else ''}:{_pid_namespace()}"
 
 
 def mark_job_owner(environ: dict[str, str] | None = None) -> None:
@@ -68,9 +81,10 @@ class ParentWatch:
         self.parent = os.getppid()
         self.chain: list[tuple[int, int]] = []  # (pid, start time) from the parent up to the owner
         self.owner: int | None = None
+        self.gone_at_start = False  # the owner had ended before this watch began
         if not _PROC.is_dir():
             return
-        owner = self._owner(environ.get(OWNER_ENV, ""))
+        owner, namespace = self._owner(environ.get(OWNER_ENV, ""))
         pid = self.parent
         for _ in range(64):
             stat = _stat(pid)
@@ -83,19 +97,27 @@ class ParentWatch:
             if owner is None:
                 break  # no owner named: the parent alone
             pid = stat[0]
+        if owner is not None and namespace and namespace == _pid_namespace():
+            stat = _stat(owner[0])
+            if stat is None or str(stat[1]) != owner[1]:  # ended (or its pid reused): this job is orphaned
+                self.owner = owner[0]
+                self.gone_at_start = True
+                return
         if owner is not None:
             log.info("the job owner %s is not an ancestor of this process: watching the parent (pid %d) only",
                      environ.get(OWNER_ENV), self.parent)
         self.chain = self.chain[:1]
 
     @staticmethod
-    def _owner(token: str) -> tuple[int, str] | None:
+    def _owner(token: str) -> tuple[tuple[int, str] | None, str]:
+        """(pid, start time) of the owner, or None; and its PID namespace ('' if not named)."""
         host, _, rest = token.partition(":")
-        pid, _, start = rest.partition(":")
+        pid, _, rest = rest.partition(":")
+        start, _, namespace = rest.partition(":")
         # A token from another host (an environment exported to a cluster job) names no process here.
         if host != socket.gethostname() or not pid.isdigit() or not start:
-            return None
-        return int(pid), start
+            return None, ""
+        return (int(pid), start), namespace
 
     @property
     def watched(self) -> str:
@@ -105,6 +127,8 @@ class ParentWatch:
 
     def orphaned(self, *, now: bool = False) -> bool:
         """True once a watched process has ended; reads /proc at most every ``interval`` seconds."""
+        if self.gone_at_start:
+            return True
         if self.parent > 1 and os.getppid() != self.parent:
             return True
         if not self.chain or (not now and time.monotonic() < self._next):

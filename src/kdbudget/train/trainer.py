@@ -235,6 +235,10 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     set_threads(spec.threads)
     torch.manual_seed(spec.seed)
     watch = ParentWatch()  # the processes above this one as they are when the job starts
+    if watch.gone_at_start:  # before the lock: a rerun's trainer must not find this one holding it
+        log.warning("%s: %s was gone before training began (Snakemake killed?); stopped without training. Rerun "
+                    "Snakemake (after `snakemake --unlock` if it was killed)", spec.name, watch.watched)
+        raise Interrupted(EXIT_ORPHANED)
     world, device = init_world(pick_device(spec.device, spec.gpus))
     try:
         # The handlers stay for the whole run: a stop signal during the loop ends it at the next step
