@@ -48,7 +48,12 @@ from kdbudget.train.clock import StepClock
 from kdbudget.train.distributed import World
 from kdbudget.train.hardware import mfu, peak_flops
 from kdbudget.train.optim import build_optimizer
-from kdbudget.train.runtime import autocast_context, autocast_dtype, device_name, git_commit
+from kdbudget.train.runtime import (
+    autocast_context,
+    autocast_dtype,
+    device_name,
+    git_commit,
+)
 from kdbudget.train.speed import CompiledLayers, fused_adamw, resolve_teacher_dtype
 from kdbudget.train.step import StepParts, train_step
 
@@ -93,10 +98,11 @@ def make_batches(count: int, rows: int, vocab: int, seed: int = 0) -> list[dict[
         masked = mask_batch(ids, lengths, spec, rng)
         labels = np.full(ids.shape, IGNORE_INDEX, dtype=np.int64)
         used = masked.positions > 0
-        labels[np.broadcast_to(np.arange(rows)[:, None], used.shape)[used], masked.positions[used]] = masked.labels[used]
+        row_of = np.broadcast_to(np.arange(rows)[:, None], used.shape)
+        labels[row_of[used], masked.positions[used]] = masked.labels[used]
+        attention_mask = (np.arange(SEQ_LEN)[None, :] < lengths[:, None]).astype(np.int64)
         batches.append({"input_ids": torch.from_numpy(masked.input_ids.astype(np.int64)),
-                        "attention_mask": torch.from_numpy((np.arange(SEQ_LEN)[None, :] < lengths[:, None]).astype(np.int64)),
-                        "labels": torch.from_numpy(labels)})
+                        "attention_mask": torch.from_numpy(attention_mask), "labels": torch.from_numpy(labels)})
     return batches
 
 
@@ -167,7 +173,6 @@ def measure(case: Case, shapes: dict, device: torch.device, args: argparse.Names
         "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         "warmup_seconds": warmup_seconds,
     }
-    del parts, optimizer, student, teacher, compiled
     return row
 
 
@@ -188,12 +193,11 @@ def run_case(case: Case, shapes: dict, device: torch.device, args: argparse.Name
         except torch.OutOfMemoryError as error:
             print(f"#   {case.shape} {case.strategy} compile={case.compile}: micro-batch {micro} does not fit "
                   f"({str(error).splitlines()[0][:120]})", file=sys.stderr, flush=True)
-            release(device)
             if micro == 1:
                 raise
             micro //= 2
         finally:
-            release(device)
+            release(device)  # after the except clause: its traceback no longer holds the case's tensors
 
 
 def fill_ratios(rows: list[dict[str, Any]]) -> None:
@@ -289,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     fill_ratios(rows)
     table = format_table(rows)
     elapsed = time.perf_counter() - started
-    footer = f"# {elapsed:.0f} s; KD/NoKD = No-KD tok/s / this tok/s (same shape and compile); excess = KD/NoKD / ideal - 1"
+    footer = (f"# {elapsed:.0f} s; KD/NoKD = No-KD tok/s / this tok/s (same shape and compile); "
+              "excess = KD/NoKD / ideal - 1")
     print(table)
     print(footer, flush=True)
     if args.out:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from kdbudget.config import validate_config
 from kdbudget.estimate import EstimateError, estimate, main
 

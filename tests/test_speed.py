@@ -13,8 +13,8 @@ import logging
 
 import pytest
 import torch
-
 from conftest import ROOT, tiny_spec
+
 from kdbudget.config import validate_config
 from kdbudget.model import KDBertForMaskedLM, bert_config, masked_positions
 from kdbudget.model.bert import run_layer
@@ -176,7 +176,7 @@ def test_a_compiler_failure_in_the_backward_pass_retakes_the_step_eagerly(monkey
 def test_fused_adamw_is_asked_for_on_cuda_only():
     assert speed.fused_adamw(torch.device("cuda")) and speed.fused_adamw("cuda:1")
     assert not speed.fused_adamw(torch.device("cpu"))
-    student, _, strat = _models()
+    student, _, _ = _models()
     kwargs = {"lr": 1e-3, "betas": (0.9, 0.98), "eps": 1e-6, "weight_decay": 0.01}
     assert not build_optimizer([student], **kwargs).defaults["fused"]
     # Not requested on a CPU, but it works there too (torch >= 2.4 has a CPU kernel): same update.

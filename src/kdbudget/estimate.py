@@ -171,7 +171,9 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kdbudget.report.__main__ import load_config  # the report's config loader (finds the schema)
+    from kdbudget.report.__main__ import (
+        load_config,  # the report's config loader (finds the schema)
+    )
 
     parser = argparse.ArgumentParser(prog="python -m kdbudget.estimate", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="the config file (e.g. config/paper.yaml)")
