@@ -190,3 +190,28 @@ def packed_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def packed_dynamic(tmp_path_factory) -> Path:
     return make_packed_data(tmp_path_factory.mktemp("packed-dynamic"), masking="dynamic")
+
+
+def make_teacher(tmp_path: Path, data: Path, vocab: int, layers: int = 4) -> Path:
+    """A user's teacher directory made with transformers' own save_pretrained."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=512)
+    directory = tmp_path / "teacher"
+    BertForMaskedLM(config).save_pretrained(directory)
+    for item in (data / "tokenizer").iterdir():
+        shutil.copy(item, directory / item.name)
+    return directory
+
+
+def ended(pid: int) -> bool:
+    """Whether a process (not necessarily our child) has ended: gone, or a zombie nobody reaped."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

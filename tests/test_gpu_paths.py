@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_spec
+from conftest import make_teacher, tiny_spec
 from kdbudget.train import clock as clock_module
 from kdbudget.train.checkpoint import checkpoint_path
 from kdbudget.train.divergence import Diverged, DivergenceGuard
@@ -25,18 +24,7 @@ from kdbudget.train.trainer import pretrain
 
 
 def _teacher(tmp_path: Path, data: Path) -> Path:
-    from transformers import BertConfig, BertForMaskedLM
-
-    torch.manual_seed(0)
-    vocab = json.loads((data / "meta.json").read_text())["vocab_size"]
-    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=512)
-    directory = tmp_path / "teacher"
-    BertForMaskedLM(config).save_pretrained(directory)
-    for item in (data / "tokenizer").iterdir():
-        shutil.copy(item, directory / item.name)
-    return directory
-
+    return make_teacher(tmp_path, data, json.loads((data / "meta.json").read_text())["vocab_size"], layers=3)
 
 def _run(tmp_path: Path, data: Path, **overrides) -> dict:
     return pretrain(RunSpec.from_dict(tiny_spec(tmp_path, data, **overrides)))

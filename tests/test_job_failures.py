@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SNAKEMAKE, base_config, run_snakemake
+from conftest import ROOT, SNAKEMAKE, base_config, ended, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +33,6 @@ def _trainer_below(pid: int) -> int:
         if ancestor == pid and cmdline.split(b"\0")[1].endswith(b".pretrain.py"):  # python, not its shell
             return int(stat.parent.name)
     raise AssertionError(f"no pretraining process below {pid}")
-
-
-def _ended(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
 
 
 def test_a_failed_job_shows_its_cause_on_the_console(tmp_path):
@@ -86,13 +79,13 @@ def test_a_killed_snakemake_leaves_a_checkpoint_that_the_rerun_resumes(tmp_path)
         first.kill()
         first.wait(timeout=60)
         deadline = time.time() + 30
-        while not _ended(trainer) and time.time() < deadline:
+        while not ended(trainer) and time.time() < deadline:
             time.sleep(0.1)
-        assert _ended(trainer), "the trainer lives on after its Snakemake was killed"
+        assert ended(trainer), "the trainer lives on after its Snakemake was killed"
     finally:
         if first.poll() is None:
             first.kill()
-        if trainer is not None and not _ended(trainer):
+        if trainer is not None and not ended(trainer):
             os.kill(trainer, signal.SIGKILL)
     assert (checkpoints / "checkpoint.pt").is_file(), "the orphan left no checkpoint (it trained on to the end?)"
     assert not (work / target).exists(), "the orphan wrote outputs, which Snakemake cannot trust"

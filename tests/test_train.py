@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_spec
+from conftest import ended, make_teacher, tiny_spec
 from kdbudget.train.budget import Budget, Spent
 from kdbudget.train.schedule import lr_multiplier
 from kdbudget.train.spec import RunSpec
@@ -88,7 +88,7 @@ def test_reference_budget_passes_from_nokd_to_kd(tmp_path, packed_data):
     reference = _run(tmp_path, packed_data, budget={"mode": "reference", "is_reference": True, "epochs": 1,
                                                     "measure": "flops"})
     assert reference["epochs"] == pytest.approx(1.0, abs=8 / meta["sequences"])
-    teacher_dir = _teacher(tmp_path, packed_data, meta["vocab_size"])
+    teacher_dir = make_teacher(tmp_path, packed_data, meta["vocab_size"])
     kd = _run(tmp_path, packed_data, name="minilm2", strategy="minilm", teacher_dir=str(teacher_dir),
               budget={"mode": "reference", "measure": "flops",
                       "reference_summary": str(tmp_path / "out" / "nokd2" / "summary.json")})
@@ -98,29 +98,13 @@ def test_reference_budget_passes_from_nokd_to_kd(tmp_path, packed_data):
     assert kd["teacher"]["layers"] == 4
 
 
-def _teacher(tmp_path: Path, data: Path, vocab: int, layers: int = 4) -> Path:
-    """A user's teacher directory made with transformers' own save_pretrained."""
-    import shutil
-
-    from transformers import BertConfig, BertForMaskedLM
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=512)
-    directory = tmp_path / "teacher"
-    BertForMaskedLM(config).save_pretrained(directory)
-    for item in (data / "tokenizer").iterdir():
-        shutil.copy(item, directory / item.name)
-    return directory
-
-
 def test_teacher_dir_and_vocabulary_mismatch(tmp_path, packed_data):
     meta = json.loads((packed_data / "meta.json").read_text())
-    good = _teacher(tmp_path / "good", packed_data, meta["vocab_size"])
+    good = make_teacher(tmp_path / "good", packed_data, meta["vocab_size"])
     summary = _run(tmp_path, packed_data, name="vanillakd2", strategy="vanillakd", teacher_dir=str(good))
     assert summary["strategy"] == "vanillakd" and "kd_pred" in json.loads(
         (tmp_path / "out" / "vanillakd2" / "metrics.jsonl").read_text().splitlines()[0])
-    bad = _teacher(tmp_path / "bad", packed_data, meta["vocab_size"] + 7)
+    bad = make_teacher(tmp_path / "bad", packed_data, meta["vocab_size"] + 7)
     with pytest.raises(VocabularyMismatch, match=str(bad)):
         _run(tmp_path, packed_data, name="tinybert2", strategy="tinybert", teacher_dir=str(bad))
     assert not (tmp_path / "out" / "tinybert2").exists()
@@ -374,7 +358,7 @@ def test_two_process_job_warned_by_usr1_resumes_to_the_same_weights(tmp_path, pa
 
     def job(spec: dict) -> list[str]:
         return [sys.executable, "-c", "import json, sys; from kdbudget.train.launch import run; "
-                f"run(json.loads(sys.argv[1]), processes=2)", json.dumps(spec)]
+                "run(json.loads(sys.argv[1]), processes=2)", json.dumps(spec)]
 
     straight = tiny_spec(tmp_path / "straight", packed_data, **overrides)
     assert subprocess.run(job(straight), env=env, capture_output=True, timeout=300).returncode == 0
@@ -494,14 +478,6 @@ def _trainer_below(pid: int) -> int:
     raise AssertionError(f"no trainer below process {pid}")
 
 
-def _ended(pid: int) -> bool:
-    """Whether a process (not necessarily our child) has ended: gone, or a zombie nobody reaped."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
 def test_a_second_trainer_on_the_same_checkpoint_folder_is_refused(tmp_path, packed_data):
     from kdbudget.train.lock import CheckpointLock
 
@@ -568,9 +544,9 @@ def test_a_trainer_whose_job_is_gone_checkpoints_and_stops(tmp_path, packed_data
         starter.kill()
         starter.wait(timeout=60)
         deadline = time.time() + 30
-        while not _ended(pid) and time.time() < deadline:
+        while not ended(pid) and time.time() < deadline:
             time.sleep(0.1)
-        assert _ended(pid), "the orphaned trainer is still running"
+        assert ended(pid), "the orphaned trainer is still running"
     finally:
         starter.kill()
         for leftover in [pid] if pid else _descendants(starter.pid):
