@@ -209,9 +209,19 @@ def make_teacher(tmp_path: Path, data: Path, vocab: int, layers: int = 4) -> Pat
     return directory
 
 
-def ended(pid: int) -> bool:
-    """Whether a process (not necessarily our child) has ended: gone, or a zombie nobody reaped."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
+def ended(pid: int, wait: float = 0.0) -> bool:
+    """Whether a process (not necessarily our child) has ended, gone or a zombie nobody reaped,
+    within ``wait`` seconds."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)

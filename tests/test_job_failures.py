@@ -78,10 +78,7 @@ def test_a_killed_snakemake_leaves_a_checkpoint_that_the_rerun_resumes(tmp_path)
         trainer = _trainer_below(first.pid)
         first.kill()
         first.wait(timeout=60)
-        deadline = time.time() + 30
-        while not ended(trainer) and time.time() < deadline:
-            time.sleep(0.1)
-        assert ended(trainer), "the trainer lives on after its Snakemake was killed"
+        assert ended(trainer, wait=30), "the trainer lives on after its Snakemake was killed"
     finally:
         if first.poll() is None:
             first.kill()

@@ -543,10 +543,7 @@ def test_a_trainer_whose_job_is_gone_checkpoints_and_stops(tmp_path, packed_data
         pid = _trainer_below(starter.pid)
         starter.kill()
         starter.wait(timeout=60)
-        deadline = time.time() + 30
-        while not ended(pid) and time.time() < deadline:
-            time.sleep(0.1)
-        assert ended(pid), "the orphaned trainer is still running"
+        assert ended(pid, wait=30), "the orphaned trainer is still running"
     finally:
         starter.kill()
         for leftover in [pid] if pid else _descendants(starter.pid):
