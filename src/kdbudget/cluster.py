@@ -18,7 +18,6 @@ limit (exit 75) and a retry resumes, so a run longer than ``max_runtime`` needs
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from kdbudget.io import read_json
 
 # Site setting -> the Snakemake resource it becomes (None: read by the workflow itself).
 SITE_KEYS: dict[str, str | None] = {
@@ -148,7 +149,7 @@ def reference_minutes(summary: str | os.PathLike[str] | None) -> int | None:
     if not summary or not Path(summary).is_file():
         return None
     try:
-        seconds = float(json.loads(Path(summary).read_text(encoding="utf-8"))["spent"]["seconds"])
+        seconds = float(read_json(summary)["spent"]["seconds"])
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{summary}: no spent.seconds to size the KD runs' jobs by ({err!r})") from None
     return wall_minutes(seconds)

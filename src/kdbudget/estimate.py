@@ -29,7 +29,6 @@ corpus: about 4.6e9).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 from kdbudget.cluster import GLUE_START_MINUTES, relative_cost
 from kdbudget.config import ConfigError
 from kdbudget.glue.tasks import TRAIN_EXAMPLES
+from kdbudget.io import read_json, write_json
 from kdbudget.plan import REFERENCE_STRATEGY, plan_models
 
 SHAPE_KEYS = ("layers", "hidden", "heads", "intermediate")
@@ -86,7 +86,7 @@ def corpus_tokens(tokens: float | None, meta: Path) -> float:
     if tokens:
         return float(tokens)
     if meta.is_file():
-        data = json.loads(meta.read_text(encoding="utf-8"))
+        data = read_json(meta)
         return float(data["sequences"] * data["seq_len"])
     raise EstimateError(f"no corpus size: {meta} does not exist; give --tokens (the paper's corpus: 4.6e9)")
 
@@ -187,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.schema)
-        benchmark = json.loads(Path(args.benchmark).read_text(encoding="utf-8"))
+        benchmark = read_json(args.benchmark)
         result = estimate(config, benchmark, corpus_tokens(args.tokens, Path(args.meta)), args.glue_examples_per_second)
     except (ConfigError, EstimateError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(render(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, result)
     return 0
 
 
