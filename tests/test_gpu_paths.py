@@ -158,3 +158,25 @@ def test_a_diverged_run_stops_and_keeps_its_last_good_checkpoint(tmp_path, packe
     state = torch.load(checkpoint_path(spec["checkpoint_dir"]), weights_only=False)
     assert state["progress"]["spent"]["steps"] == step - 1  # the last good step, not the bad one
     assert step < 40 and not Path(spec["out_dir"]).exists()
+
+
+def test_the_cuda_only_branches_dispatch_to_cuda(monkeypatch):
+    """The branches only a GPU job takes, with the CUDA calls recorded instead of made: the step
+    clock waits for that device, host batches are pinned, and the device's name picks its peak."""
+    from kdbudget.train import hardware, speed
+
+    cuda = torch.device("cuda", 0)
+    calls: list[object] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("sync", device)))
+    clock_module.synchronize(cuda)
+    clock_module.synchronize(torch.device("cpu"))
+    assert calls == [("sync", cuda)]
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: self + 1)  # a mark that it was pinned
+    batch = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "labels": torch.full((2, 3), -100)}
+    pinned = speed.pin(batch, cuda)
+    assert (pinned["input_ids"] == 1).all() and (pinned["labels"] == -99).all()
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert hardware.peak_flops(cuda) == 989e12
+    assert hardware.mfu(989e12 * 0.4, 1.0, hardware.peak_flops(cuda)) == pytest.approx(0.4)
