@@ -117,7 +117,10 @@ PROLOG
 chmod 755 "$STATE/prolog.sh"
 
 # --- daemons ------------------------------------------------------------------
-alive "$STATE/slurmctld.pid" || slurmctld -i
+# -c: start with no jobs. A throwaway test cluster must not recover the jobs
+# an earlier run left queued or running in StateSaveLocation: they hold the
+# node ("alloc") and the wait for idle below would fail.
+alive "$STATE/slurmctld.pid" || slurmctld -c -i
 for _ in $(seq 100); do scontrol ping >/dev/null 2>&1 && break; sleep 0.2; done
 scontrol ping >/dev/null 2>&1 || die "slurmctld did not answer (see $STATE/log/slurmctld.log)"
 alive "$STATE/slurmd.pid" || slurmd

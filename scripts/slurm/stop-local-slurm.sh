@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops the daemons that start-local-slurm.sh started, by their pid files
 # under $KDBUDGET_SLURM_STATE (default /tmp/kdbudget-slurm), and nothing else.
-# Running jobs are killed with slurmd. Idempotent.
+# Jobs are cancelled first, then the daemons stop. Idempotent.
 set -uo pipefail
 
 STATE=${KDBUDGET_SLURM_STATE:-/tmp/kdbudget-slurm}
@@ -22,6 +22,10 @@ stop() {  # stop NAME: TERM the pid in $STATE/NAME.pid, wait, then KILL
     rm -f "$file"
 }
 
+# Cancel every job first, so the saved state holds none for the next start.
+if [[ -s $STATE/slurmctld.pid ]] && command -v scancel >/dev/null; then
+    timeout 20 squeue -h -o '%A' 2>/dev/null | xargs -r timeout 20 scancel --quiet 2>/dev/null
+fi
 stop slurmd
 stop slurmctld
 stop munged
