@@ -87,6 +87,7 @@ class RunSpec:
     gpus: int = 0  # GPUs the job asked for: with any, device "auto" refuses to fall back to the CPU
     divergence_spike_factor: float = 3.0  # stop when the loss exceeds this x its recent median (0: never)
     divergence_window: int = 100  # steps in that median
+    tensorboard: bool = False  # also write metrics.jsonl's rows as a TensorBoard event file (train.tracking)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":

@@ -78,6 +78,7 @@ from kdbudget.train.speed import (
 )
 from kdbudget.train.step import StepParts, train_step
 from kdbudget.train.stream import BatchStream, StreamPosition
+from kdbudget.train.tracking import EVENTS_FILE, open_event_log, require_tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ class _StopFlag:
 # Settings that change what a run computes; the others (threads, logging,
 # checkpoint cadence, paths) may differ between a run and its resume.
 _RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_steps", "log_every_steps",
+                      "tensorboard",  # the event file is rebuilt to the kept rows on resume (train.tracking)
                       "eval_sequences", "out_dir", "checkpoint_dir", "data_dir", "teacher_dir", "device",
                       "stop_before_time_limit_seconds", "gpus",
                       "divergence_spike_factor", "divergence_window",
@@ -234,6 +236,8 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
     """Train ``spec.name`` until its budget is spent; returns the summary."""
     set_threads(spec.threads)
     torch.manual_seed(spec.seed)
+    if spec.tensorboard:
+        require_tensorboard()  # before the lock and any training: a missing package is a set-up error
     watch = ParentWatch()  # the processes above this one as they are when the job starts
     if watch.gone_at_start:  # before the lock: a rerun's trainer must not find this one holding it
         log.warning("%s: %s was gone before training began (Snakemake killed?); stopped without training. Rerun "
@@ -316,6 +320,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
         log.info("resumed %s at step %d with %s spent", spec.name, spent.steps, spent.as_dict())
     elif world.is_main:
         metrics_path.write_text("")
+    events = open_event_log(spec.tensorboard and world.is_main, metrics_path)  # mirrors the rows kept
 
     def checkpoint() -> None:
         rngs = gather_objects(rng_state(), world)  # every process's dropout RNG, for an exact resume
@@ -415,6 +420,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                        "tokens_per_second": round((spent.tokens - last_log["tokens"]) / window, 1) if window else None}
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
+                events.add_row(row)  # after clock.stop(): like the row, costs no budget
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_second'] or 0:.0f}",
                                 refresh=False)  # the bar's own interval decides when to draw
                 last_log = {"time": now, "tokens": spent.tokens, "seconds": spent.seconds}
@@ -453,6 +459,8 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     evaluation = evaluate(student, data_dir, device, autocast, spec.eval_sequences, opt.micro_batch_size, spec.seed)
     # MiniLM and TinyBERT (without add_mlm) never train the MLM head: its score says nothing about them.
     evaluation["mlm_head_trained"] = bool(strategy.student_needs.logits)
+    events.add_validation(spent.steps, evaluation)
+    events.close()
     summary = {
         "name": spec.name, "strategy": spec.strategy,
         "tokens": spent.tokens, "flops": spent.flops, "seconds": spent.seconds,
@@ -518,4 +526,6 @@ def write_model_dir(spec: RunSpec, student, tokenizer_dir: Path, summary: dict, 
             if item.is_file():
                 shutil.copy2(item, tmp / item.name)
         shutil.copy2(metrics_path, tmp / METRICS_FILE)
+        if spec.tensorboard:  # switched off, the directory holds exactly what it did before the switch existed
+            shutil.copy2(metrics_path.parent / EVENTS_FILE, tmp / EVENTS_FILE)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
