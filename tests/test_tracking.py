@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_teacher, tiny_spec
+from conftest import ROOT, make_teacher, run_snakemake, tiny_spec
 from safetensors.torch import load_file
 
 from kdbudget.config import ConfigError, validate_config
@@ -246,3 +246,19 @@ def test_a_resumed_run_neither_duplicates_nor_loses_a_step(tmp_path, packed_data
     assert [e["wall_time"] for e in events[1:6]] == [e["wall_time"] for e in first[1:6]]
     assert events[6]["wall_time"] > first[7]["wall_time"]
     assert not checkpoints.exists()
+
+
+@pytest.mark.slow  # the data stage, a pipeline-pretrained teacher and a student through Snakemake
+def test_the_switch_reaches_teachers_and_students_through_the_workflow(tmp_path):
+    need_tensorboard()
+    from test_pretrain_pipeline import pretrain_config
+
+    config = pretrain_config()
+    config["pretrain"]["tensorboard"] = True
+    work = tmp_path / "work"
+    run_snakemake(work, config, "results/teachers/t4", "results/pretrain/nokd2")
+    for model_dir in (work / "results/teachers/t4", work / "results/pretrain/nokd2"):
+        rows = rows_of(model_dir / "metrics.jsonl")
+        events = read_events(model_dir / EVENTS)
+        assert [e["step"] for e in events[1:]] == [*(r["step"] for r in rows), rows[-1]["step"]]
+        assert events[1]["values"] == expected(rows[0]) and "eval/mlm_loss" in events[-1]["values"]

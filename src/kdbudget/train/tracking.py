@@ -11,7 +11,7 @@ written at) and is replaced in one rename, so no step appears twice and none is 
 the file. TensorBoard's ``purge_step`` would instead leave the stale steps on disk and rely on each
 reader to hide them.
 
-The ``tensorboard`` package is optional (``pip install 'kdbudget[tensorboard]'``) and imported only
+The ``tensorboard`` package is optional (``pip install -e '.[tensorboard]'``) and imported only
 when the switch is on.
 """
 
@@ -45,7 +45,8 @@ def require_tensorboard() -> None:
     except ImportError as err:
         raise TensorBoardMissing(
             f"config key '{CONFIG_KEY}' is true but the tensorboard package cannot be imported ({err}): install "
-            f"it (pip install 'kdbudget[tensorboard]'; envs/train.yaml has it) or set {CONFIG_KEY}: false"
+            f"it (pip install -e '.[tensorboard]' in the repository, or pip install tensorboard; envs/train.yaml has "
+            f"it) or set {CONFIG_KEY}: false"
         ) from err
 
 
