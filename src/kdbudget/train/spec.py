@@ -87,6 +87,9 @@ class RunSpec:
     gpus: int = 0  # GPUs the job asked for: with any, device "auto" refuses to fall back to the CPU
     divergence_spike_factor: float = 3.0  # stop when the loss exceeds this x its recent median (0: never)
     divergence_window: int = 100  # steps in that median
+    # Facts about the run for its summary.json, not its training (group, base name, seed, budget scale, the
+    # teacher's own cost: kdbudget.plan.student_spec); a changed record does not invalidate a checkpoint.
+    record: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
