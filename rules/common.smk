@@ -60,7 +60,7 @@ wildcard_constraints:
     name=r"[^/]+",
     language=r"[a-z][a-z-]*",
     date=r"latest|\d{8}",
-    model="|".join(MODELS) or "no-models",
+    model="|".join(map(re.escape, MODELS)) or "no-models",
     task="|".join(config["glue"]["tasks"]),
     cell=CELL_REGEX,
     teacher="|".join(TEACHERS) or "no-teachers",

@@ -3,7 +3,10 @@
 Pure configuration logic (no torch), shared by the workflow (which names
 jobs and wires inputs with it) and reporting (which groups results as
 Table 2 does). A group trains one model per strategy, named
-``{strategy}{layers}{suffix}`` (``minilm6``, ``nokd12``, ``tinybert6_limited``).
+``{strategy}{layers}{suffix}`` (``minilm6``, ``nokd12``, ``tinybert6_limited``),
+once per budget scale and pretraining seed the group lists: the name then
+gains ``-x{scale}`` (scale != 1) and ``-seed{k}`` (``minilm6-x0.5-seed1``), and
+every KD run is held to the No-KD run of its own scale and seed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from kdbudget.config import ConfigError
 from kdbudget.strategies.registry import STRATEGIES
+from kdbudget.teacher_cost import planned_teacher_cost
 
 REFERENCE_STRATEGY = "nokd"
 
@@ -43,6 +47,9 @@ class PlannedModel:
     warmup: float
     lr: float
     runtime: int
+    base: str = ""  # the name without scale and seed suffixes ({strategy}{layers}{suffix})
+    seed: int = 0  # the pretraining seed (the global `seed` when the group lists no seeds)
+    budget_scale: float = 1.0  # the multiple of the group's budget this run gets
 
     @property
     def is_reference(self) -> bool:
@@ -52,11 +59,28 @@ class PlannedModel:
         """The No-KD run whose spent budget this run receives (None for explicit budgets)."""
         if self.budget["mode"] != "reference" or self.is_reference:
             return None
-        return next(m.name for m in models.values() if m.group == self.group and m.is_reference)
+        return next(m.name for m in models.values() if m.group == self.group and m.is_reference
+                    and m.seed == self.seed and m.budget_scale == self.budget_scale)
 
 
 def model_name(strategy: str, layers: int, suffix: str) -> str:
     return f"{strategy}{layers}{suffix}"
+
+
+def run_name(base: str, scale: float, seed: int | None) -> str:
+    """``base`` with ``-x{scale}`` (unless scale is 1; ``format(scale, 'g')``) and ``-seed{seed}`` (when given)."""
+    name = base if scale == 1 else f"{base}-x{format(scale, 'g')}"
+    return name if seed is None else f"{name}-seed{int(seed)}"
+
+
+def scaled_budget(budget: dict[str, Any], scale: float) -> dict[str, Any]:
+    """The group's budget times ``scale``: the No-KD reference trains ``scale`` x ``epochs`` passes (its KD runs
+    then get what it spent, as at scale 1); an explicit budget's ``limit`` is scaled."""
+    if scale == 1:
+        return dict(budget)
+    if budget["mode"] == "reference":
+        return {**budget, "epochs": budget["epochs"] * scale}
+    return {**budget, "limit": budget["limit"] * scale}
 
 
 def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
@@ -79,18 +103,29 @@ def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
             raise ConfigError(f"config key '{where}.teacher' is required for strategies {distils}")
         if group["teacher"] and group["teacher"] not in teachers:
             raise ConfigError(f"config key '{where}.teacher': no teacher named {group['teacher']!r} under 'teachers'")
-        for strategy in group["strategies"]:
-            name = model_name(strategy, group["student"]["layers"], group["suffix"])
-            if name in models:
-                raise ConfigError(f"config key '{where}': model name {name!r} is also defined by group {models[name].group!r}"
-                                  " (give one group a 'suffix')")
-            models[name] = PlannedModel(
-                name=name, group=group_name, strategy=strategy,
-                shape=resolve_layer_norm(group["student"], strategy, pretrain["fidelity"]),
-                teacher=group["teacher"] if STRATEGIES[strategy].teacher else None, budget=budget,
-                warmup=group["warmup"] if group["warmup"] is not None else pretrain["warmup"],
-                lr=pretrain["lr"][strategy], runtime=group["runtime"] or config["resources"]["pretrain"]["runtime"],
-            )
+        scales = group.get("budget_scales") or [1]
+        if len({format(scale, "g") for scale in scales}) != len(scales):
+            raise ConfigError(f"config key '{where}.budget_scales': {scales} has two scales that print alike")
+        seeds = group.get("seeds")
+        # Scale, then seed, then strategy: each (scale, seed) is a full set of models, No-KD first as listed.
+        for scale in scales:
+            for seed in seeds if seeds else [None]:
+                for strategy in group["strategies"]:
+                    base = model_name(strategy, group["student"]["layers"], group["suffix"])
+                    name = run_name(base, scale, seed)
+                    if name in models:
+                        raise ConfigError(f"config key '{where}': model name {name!r} is also defined by group "
+                                          f"{models[name].group!r} (give one group a 'suffix')")
+                    models[name] = PlannedModel(
+                        name=name, group=group_name, strategy=strategy,
+                        shape=resolve_layer_norm(group["student"], strategy, pretrain["fidelity"]),
+                        teacher=group["teacher"] if STRATEGIES[strategy].teacher else None,
+                        budget=scaled_budget(budget, scale),
+                        warmup=group["warmup"] if group["warmup"] is not None else pretrain["warmup"],
+                        lr=pretrain["lr"][strategy],
+                        runtime=group["runtime"] or config["resources"]["pretrain"]["runtime"],
+                        base=base, seed=config["seed"] if seed is None else int(seed), budget_scale=float(scale),
+                    )
     return models
 
 
@@ -100,6 +135,12 @@ def check_teachers(config: dict[str, Any]) -> None:
         needed = {"hub": "name", "dir": "path", "pretrain": "shape"}[teacher["source"]]
         if not teacher.get(needed):
             raise ConfigError(f"config key '{where}.{needed}' is required for teacher source '{teacher['source']}'")
+        cost = teacher.get("cost")
+        if cost and teacher["source"] == "pretrain":
+            raise ConfigError(f"config key '{where}.cost' is for hub and dir teachers: a teacher the pipeline "
+                              "pretrains has its cost measured (remove the key)")
+        if cost and cost.get("flops") is None and cost.get("gpu_hours") is None:
+            raise ConfigError(f"config key '{where}.cost' needs flops or gpu_hours")
         if teacher["source"] == "pretrain":
             budget = teacher.get("budget")
             if not budget or budget["mode"] == "reference" or not budget.get("limit"):
@@ -131,8 +172,12 @@ def common_spec(config: dict[str, Any]) -> dict[str, Any]:
 
 def student_spec(config: dict[str, Any], model: PlannedModel, *, data_dir: str, out_dir: str, checkpoint_dir: str,
                  teacher_dir: str | None, reference_summary: str | None) -> dict[str, Any]:
-    """The run spec (see ``kdbudget.train.spec.RunSpec``) of one student."""
+    """The run spec (see ``kdbudget.train.spec.RunSpec``) of one student, trained with its own seed."""
     budget = dict(model.budget)
+    record: dict[str, Any] = {"base": model.base or model.name, "seed": model.seed,
+                              "budget_scale": model.budget_scale, "group": model.group}
+    if model.teacher:
+        record["teacher_cost"] = planned_teacher_cost(model.teacher, config["teachers"][model.teacher])
     return {
         "name": model.name, "strategy": model.strategy, "student": dict(model.shape),
         "optim": optim_spec(config, model.lr, model.warmup),
@@ -140,6 +185,7 @@ def student_spec(config: dict[str, Any], model: PlannedModel, *, data_dir: str, 
                    "allow_device_mismatch": config["pretrain"]["allow_device_mismatch"]},
         "data_dir": data_dir, "out_dir": out_dir, "checkpoint_dir": checkpoint_dir, "teacher_dir": teacher_dir,
         "strategy_options": strategy_options(config, model.strategy), **common_spec(config),
+        "seed": model.seed, "record": record,
     }
 
 

@@ -423,7 +423,10 @@ def finetune(
         "optimizer": {"name": "AdamW", "betas": list(betas), "eps": eps, "weight_decay": weight_decay,
                       "max_grad_norm": max_grad_norm, "schedule": "linear", "warmup": warmup,
                       "warmup_steps": warmup_steps},
-        "dev": nan_to_none(metrics), "dev_examples": {split: len(d) for split, d in dev.items()},
+        "dev": nan_to_none(metrics),
+        # One label (or value) for every dev example: a collapsed run, flagged by the summary, not averaged away.
+        "constant_prediction": any(len(np.unique(p)) <= 1 for p in predictions.values()),
+        "dev_examples": {split: len(d) for split, d in dev.items()},
         "majority_baseline": baseline,
         "train_loss": epoch_losses[-1] if math.isfinite(epoch_losses[-1]) else None,
         "epoch_losses": [x if math.isfinite(x) else None for x in epoch_losses],

@@ -91,6 +91,24 @@ def train_flops_per_token(config: BertConfig, seq_len: int, masked_per_seq: floa
     return TRAIN_MULTIPLIER * forward_flops_per_token(config, seq_len, masked_per_seq, with_head)
 
 
+def teacher_step_flops(teacher_config: BertConfig | None, strategy: Strategy, batch_size: int, seq_len: int,
+                       masked_per_seq: float) -> float:
+    """The teacher's forward passes' part of `train_step_flops` (0 without a teacher)."""
+    if strategy.teacher_needs is None or teacher_config is None:
+        return 0.0
+    return batch_size * seq_len * request_forward_flops_per_token(
+        teacher_config, seq_len, masked_per_seq, strategy.teacher_needs)
+
+
+def teacher_forward_extent(teacher_config: BertConfig, request: Request) -> str:
+    """"full" when the teacher's pass computes every layer and its MLM head (what the paper's code always
+    ran), "partial" when the strategy lets it stop early (MiniLM: the last layer's attention; TinyBERT:
+    no MLM head)."""
+    full_layers, partial = request.depth(teacher_config.num_hidden_layers)
+    complete = full_layers == teacher_config.num_hidden_layers and not partial and request.logits
+    return "full" if complete else "partial"
+
+
 def train_step_flops(
     student_config: BertConfig,
     teacher_config: BertConfig | None,

@@ -31,6 +31,7 @@ class Spent:
     tokens: int = 0
     sequences: int = 0
     steps: int = 0
+    teacher_flops: float = 0.0  # the teacher's forward passes' share of `flops` (not a budget unit)
 
     def get(self, unit: str) -> float:
         return float(getattr(self, unit))

@@ -88,6 +88,9 @@ class RunSpec:
     divergence_spike_factor: float = 3.0  # stop when the loss exceeds this x its recent median (0: never)
     divergence_window: int = 100  # steps in that median
     tensorboard: bool = False  # also write metrics.jsonl's rows as a TensorBoard event file (train.tracking)
+    # Facts about the run for its summary.json, not its training (group, base name, seed, budget scale, the
+    # teacher's own cost: kdbudget.plan.student_spec); a changed record does not invalidate a checkpoint.
+    record: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":

@@ -34,8 +34,9 @@ from kdbudget.model import (
     load_pretrained,
     save_pretrained,
 )
-from kdbudget.model.flops import train_step_flops
+from kdbudget.model.flops import teacher_forward_extent, teacher_step_flops, train_step_flops
 from kdbudget.strategies import build_strategy
+from kdbudget.teacher_cost import resolve_teacher_cost
 from kdbudget.train.budget import Budget, Spent
 from kdbudget.train.checkpoint import (
     checkpoint_path,
@@ -186,7 +187,8 @@ _RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_s
                       "eval_sequences", "out_dir", "checkpoint_dir", "data_dir", "teacher_dir", "device",
                       "stop_before_time_limit_seconds", "gpus",
                       "divergence_spike_factor", "divergence_window",
-                      "compile", "compile_backend"}  # speed only: the same step up to rounding
+                      "compile", "compile_backend",  # speed only: the same step up to rounding
+                      "record"}  # what the summary records, not how the run trains
 
 
 def run_identity(spec: RunSpec) -> str:
@@ -396,6 +398,8 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                     f"{checkpoint_dir} to start over (pretrain.divergence_spike_factor: 0 disables the spike test)")
 
             step_flops = flops_cost(masked / opt.batch_size)
+            spent.teacher_flops += teacher_step_flops(teacher.config if teacher else None, strategy, opt.batch_size,
+                                                      seq_len, masked / opt.batch_size)
             spent.steps += 1
             spent.sequences += opt.batch_size
             spent.tokens += tokens_per_step
@@ -468,7 +472,8 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
         "mfu": mfu(spent.flops, spent.seconds, peak_flops(device), world.size),  # None where the peak is unknown
         "epochs": stream.epochs_done, "steps": spent.steps, "sequences": spent.sequences,
         "budget": {**budget.as_dict(), "spent": spent.get(budget.unit), "fraction": budget.fraction(spent)},
-        "spent": spent.as_dict(), "device": hardware, "precision": str(amp_dtype or torch.float32),
+        "spent": spent.as_dict(), "device": hardware, "device_type": device.type,
+        "precision": str(amp_dtype or torch.float32),
         "speed": {"compile": compiled.describe() if compiled else {"enabled": False},
                   "teacher_dtype": str(next(teacher.parameters()).dtype) if teacher else None,
                   "fused_adamw": fused_adamw(device)},
@@ -480,12 +485,30 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
         "data": {"dir": str(data_dir), "sequences": meta["sequences"], "seq_len": seq_len,
                  "vocab_sha256": meta["tokenizer"]["vocab_sha256"]},
         "versions": versions(), "git_commit": git_commit(),
+        **run_record(spec, strategy, teacher, spent),
     }
     write_model_dir(spec, student, data_dir / meta["tokenizer"]["path"], summary, metrics_path)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info("%s done: %d tokens, %.3g FLOPs, %.1f s, %.0f tokens/s, validation %s", spec.name, spent.tokens,
              spent.flops, spent.seconds, summary["tokens_per_second"] or 0, evaluation)
     return summary
+
+
+def run_record(spec: RunSpec, strategy, teacher, spent: Spent) -> dict[str, Any]:
+    """The summary's facts from the plan (group, base, seed, budget_scale) and, for a KD run, what its teacher
+    cost to make (``teacher_cost``), how far its forward passes ran (``teacher_forward``) and their share of
+    the FLOPs spent (``teacher_flops``)."""
+    record: dict[str, Any] = {"base": spec.name, "seed": spec.seed, "budget_scale": 1.0, "group": None,
+                              **spec.record}
+    if teacher is None:
+        record.pop("teacher_cost", None)
+        return record
+    cost = record.get("teacher_cost") or {"flops": None, "gpu_hours": None, "source": "default",
+                                          "reference": "unknown: the run spec names no teacher cost"}
+    record["teacher_cost"] = resolve_teacher_cost(cost, spec.teacher_dir)
+    record["teacher_forward"] = teacher_forward_extent(teacher.config, strategy.teacher_needs)
+    record["teacher_flops"] = spent.teacher_flops
+    return record
 
 
 def _stop_orphan(spec: RunSpec, watch: ParentWatch, steps: int) -> None:
