@@ -6,15 +6,22 @@ masking, and use neither the strategy's helpers nor the model.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_teacher, tiny_spec
+from safetensors.torch import load_file
 from test_strategies import LENGTHS, STUDENT, TEACHER_TWICE_DEEP, VOCAB, close, make_batch, random_output
 
 from kdbudget.model import KDBertForMaskedLM, MLMOutput, bert_config
 from kdbudget.strategies import build_strategy, teacher_forward
 from kdbudget.strategies.distilbert import teacher_layers
+from kdbudget.train.checkpoint import load_checkpoint, save_checkpoint
+from kdbudget.train.spec import RunSpec
+from kdbudget.train.trainer import pretrain
 
 
 def softmax(row: torch.Tensor) -> list[float]:
@@ -141,3 +148,71 @@ def test_options_are_checked() -> None:
         build_strategy("distilbert", STUDENT, TEACHER_TWICE_DEEP, alpha_ce=0, alpha_mlm=0, alpha_cos=0)
     with pytest.raises(ValueError, match="teacher"):
         build_strategy("distilbert", STUDENT, None)
+
+
+# ---------------------------------------------------------------------------
+# Through the trainer
+
+
+def _spec(tmp_path, data, teacher_dir, **overrides) -> RunSpec:
+    return RunSpec.from_dict(tiny_spec(tmp_path, data, name="distilbert2", strategy="distilbert",
+                                       teacher_dir=str(teacher_dir), **overrides))
+
+
+def _as_teacher_key(key: str, chosen: list[int]) -> str:
+    if key.startswith("bert.encoder.layer."):
+        index, rest = key[len("bert.encoder.layer."):].split(".", 1)
+        return f"bert.encoder.layer.{chosen[int(index)]}.{rest}"
+    return key
+
+
+def test_a_pretraining_run_starts_from_the_teacher_and_says_so(tmp_path, packed_data) -> None:
+    meta = json.loads((packed_data / "meta.json").read_text())
+    teacher_dir = make_teacher(tmp_path, packed_data, meta["vocab_size"])  # 4 layers, the tiny student's shape
+    # At learning rate 0 the trained student is its initialisation: the teacher's layers 0 and 3.
+    summary = pretrain(_spec(tmp_path, packed_data, teacher_dir, optim={"lr": 0.0}))
+    assert summary["init_from_teacher"] is True and summary["student_init"] == {"teacher_layers": [0, 3]}
+    assert summary["steps"] == 12
+    student = load_file(tmp_path / "out" / "distilbert2" / "model.safetensors")
+    teacher = load_file(teacher_dir / "model.safetensors")
+    compared = [k for k in student if _as_teacher_key(k, [0, 3]) in teacher]
+    assert len(compared) >= 2 * 16 + 5
+    for key in compared:
+        assert torch.equal(student[key], teacher[_as_teacher_key(key, [0, 3])]), key
+    written = json.loads((tmp_path / "out" / "distilbert2" / "summary.json").read_text())
+    assert written["init_from_teacher"] is True and written["student_init"]["teacher_layers"] == [0, 3]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "distilbert2" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "ce", "mlm", "cos"} <= set(rows[0])
+    # A run that does not initialise from the teacher says so too.
+    nokd = pretrain(RunSpec.from_dict(tiny_spec(tmp_path, packed_data)))
+    assert nokd["init_from_teacher"] is False and nokd["student_init"] is None
+
+
+def test_a_resumed_run_keeps_the_checkpoints_weights(tmp_path, packed_data, monkeypatch) -> None:
+    """The checkpoint's weights win: a resumed run never copies the teacher into its student again."""
+    import kdbudget.train.trainer as trainer
+    from kdbudget.train.orphan import ParentWatch
+
+    meta = json.loads((packed_data / "meta.json").read_text())
+    teacher_dir = make_teacher(tmp_path, packed_data, meta["vocab_size"])
+
+    class GoneAfterTheLoop(ParentWatch):  # as in test_train: a checkpoint after the last step, no model yet
+        def orphaned(self, *, now: bool = False) -> bool:
+            return now
+
+    monkeypatch.setattr(trainer, "ParentWatch", GoneAfterTheLoop)
+    spec = _spec(tmp_path, packed_data, teacher_dir)
+    with pytest.raises(trainer.Interrupted):
+        pretrain(spec)
+    state = load_checkpoint(spec.checkpoint_dir)
+    assert state["progress"]["student_init"] == {"teacher_layers": [0, 3]}
+    key = "bert.encoder.layer.1.attention.self.query.weight"
+    marked = torch.full_like(state["student"][key], 0.125)  # neither trained nor the teacher's
+    state["student"][key] = marked
+    save_checkpoint(spec.checkpoint_dir, state)
+
+    monkeypatch.setattr(trainer, "ParentWatch", ParentWatch)
+    summary = pretrain(spec)
+    assert summary["resumes"] == 1
+    assert summary["init_from_teacher"] is True and summary["student_init"] == {"teacher_layers": [0, 3]}
+    assert torch.equal(load_file(Path(spec.out_dir) / "model.safetensors")[key], marked)
