@@ -126,9 +126,11 @@ class DistilBERT(Strategy):
 
     @torch.no_grad()
     def init_student(self, student: nn.Module, teacher: nn.Module | None) -> dict[str, Any]:
-        """Copy the teacher into the student: embeddings (the first max_positions position rows), the layers
-        of :func:`teacher_layers`, a pre-LN model's final LayerNorm, and the MLM head (the released
-        extraction copies the head's decoder and bias, and its transform with ``--vocab_transform``)."""
+        """Copy the teacher into the student: embeddings (the first max_positions position rows; the
+        token-type embeddings too, which DistilBERT's own architecture drops and this BERT student keeps),
+        the layers of :func:`teacher_layers`, a pre-LN model's final LayerNorm, and the MLM head (the
+        released extraction copies the head's decoder and bias, and its transform with ``--vocab_transform``).
+        Returns what the trainer records in summary.json: ``{"teacher_layers": [...]}``."""
         teacher = require_teacher_model(teacher)
         check_shapes(student.config, teacher.config)
         chosen = teacher_layers(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
