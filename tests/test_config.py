@@ -37,6 +37,9 @@ def test_unknown_key_is_named():
 def test_bad_value_is_named():
     with pytest.raises(ConfigError, match=r"packing\.masking"):
         validate_config({"packing": {"masking": "sometimes"}}, SCHEMA)
+    for option, bad in (("alpha_ce", -1.0), ("alpha_cos", "high"), ("temperature", 0)):
+        with pytest.raises(ConfigError, match=rf"pretrain\.strategy_options\.distilbert\.{option}"):
+            validate_config({"pretrain": {"strategy_options": {"distilbert": {option: bad}}}}, SCHEMA)
     with pytest.raises(ConfigError, match=r"corpus\.shards"):
         validate_config({"corpus": {"shards": 0}}, SCHEMA)
 

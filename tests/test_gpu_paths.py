@@ -40,7 +40,7 @@ def test_autocast_context_is_a_factory_of_fresh_contexts():
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
-@pytest.mark.parametrize("strategy", ["nokd", "vanillakd", "tinybert", "minilm"])
+@pytest.mark.parametrize("strategy", ["nokd", "vanillakd", "tinybert", "minilm", "distilbert"])
 def test_pretraining_runs_under_autocast(tmp_path, packed_data, precision, dtype, strategy):
     """What `precision: auto` selects on every GPU: the whole run (steps, evaluation, summary) under autocast."""
     teacher = str(_teacher(tmp_path, packed_data)) if strategy != "nokd" else None

@@ -24,13 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 TINY = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}
 
-# The paper's strategies and their settings (section 3 and the released code), written out here.
+# The paper's strategies and their settings (section 3 and the released code), and the other systems of its
+# Table 1 (DistilBERT: the released command's weights and temperature), written out here.
 PAPER = {
     "nokd": ("No-KD", 1e-3, False, {}),
     "vanillakd": ("Vanilla-KD", 5e-4, True, {"temperature": 1.0, "t2_scaling": False}),
     "tinybert": ("TinyBERT", 5e-4, True, {"add_mlm": False, "mlm_weight": 1.0}),
     "minilm": ("MiniLM", 5e-4, True, {"relation_heads": None}),
     "minilmv2": ("MiniLMv2", 5e-4, True, {"relation_heads": None}),
+    "distilbert": ("DistilBERT", 5e-4, True, {"temperature": 2.0, "alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0}),
 }
 
 
@@ -54,8 +56,8 @@ def test_the_validated_schema_takes_names_lrs_and_options_from_the_registry():
                                           strategy_options={"vanillakd": {"temperature": 2.0}}), SCHEMA)
     assert config["pretrain"]["lr"] == {**{name: s.lr for name, s in STRATEGIES.items()}, "minilm": 1e-4}
     assert config["pretrain"]["strategy_options"]["vanillakd"] == {"temperature": 2.0, "t2_scaling": False}
-    for bad, key in ((group_config(["distilbert"]), r"groups\.g\.strategies\.0"),
-                     (group_config(["nokd"], lr={"distilbert": 1e-4}), r"pretrain\.lr\.distilbert"),
+    for bad, key in ((group_config(["nosuchkd"]), r"groups\.g\.strategies\.0"),
+                     (group_config(["nokd"], lr={"nosuchkd": 1e-4}), r"pretrain\.lr\.nosuchkd"),
                      (group_config(["nokd"], lr={"nokd": 0}), r"pretrain\.lr\.nokd"),
                      (group_config(["nokd"], strategy_options={"minilm": {"temperature": 2}}),
                       r"pretrain\.strategy_options\.minilm\.temperature"),
@@ -79,7 +81,8 @@ def test_each_class_takes_exactly_the_registered_options_with_their_defaults():
     from kdbudget.model import bert_config
     from kdbudget.strategies import REGISTRY, Strategy, build_strategy
 
-    student, teacher = bert_config(2, 32, 4, 37, 99, max_positions=64), bert_config(3, 32, 4, 48, 99, max_positions=64)
+    # A teacher of the student's shape, deeper: every strategy takes it (distilbert needs the same shape).
+    student, teacher = bert_config(2, 32, 4, 37, 99, max_positions=64), bert_config(3, 32, 4, 37, 99, max_positions=64)
     assert list(REGISTRY) == list(STRATEGIES)
     for name, info in STRATEGIES.items():
         cls = REGISTRY[name]
@@ -101,7 +104,8 @@ def test_the_plan_and_the_report_read_the_registry():
     models = plan_models(validate_config(group_config(list(STRATEGIES)), SCHEMA))
     assert {m.strategy: (m.teacher, m.lr) for m in models.values()} == {
         name: ("t" if teacher else None, lr) for name, (_, lr, teacher, _) in PAPER.items()}
-    assert [label(name, 6) for name in PAPER] == ["No-KD₆", "Vanilla-KD₆", "TinyBERT₆", "MiniLM₆", "MiniLMv2₆"]
+    assert [label(name, 6) for name in PAPER] == ["No-KD₆", "Vanilla-KD₆", "TinyBERT₆", "MiniLM₆", "MiniLMv2₆",
+                                                  "DistilBERT₆"]
     assert COLORS == {name: s.color for name, s in STRATEGIES.items()} and len(set(COLORS.values())) == len(COLORS)
     assert _color("unregistered").startswith("#")
 

@@ -29,7 +29,8 @@ from wiki_mirror import add_dump_run, serve_mirror
 pytestmark = pytest.mark.slow
 
 DUMP_DATE = "20231101"
-BASE = {"layers": 4, "hidden": 32, "heads": 4, "intermediate": 64}  # stands in for bert-base
+# stands in for bert-base; deeper than the 6-layer students, which distilbert cuts out of it
+BASE = {"layers": 8, "hidden": 32, "heads": 4, "intermediate": 64}
 LARGE = {"layers": 6, "hidden": 48, "heads": 4, "intermediate": 96}  # stands in for bert-large
 
 
@@ -114,6 +115,7 @@ def test_the_paper_config_runs_end_to_end_at_toy_sizes(tmp_path, monkeypatch):
     assert meta["sources"]["wikipedia"]["dump_date"] == DUMP_DATE
     models = {p.parent.name: json.loads(p.read_text()) for p in (work / "results/pretrain").glob("*/summary.json")}
     expected = {f"{s}{n}" for s in ("nokd", "vanillakd", "minilm", "tinybert") for n in ("6", "12", "6_limited")}
+    expected.add("distilbert6")  # the extra row of the 6-layer group (not in the paper)
     assert set(models) == expected
     assert all(m["precision"] == "torch.bfloat16" for m in models.values())
     # The limited-data group: No-KD repeats the corpus 6 times, and each KD arm gets its seconds.

@@ -243,6 +243,32 @@ def test_comparison_with_the_paper(tmp_path, layout):
     assert "| MiniLM₁₂ (minilm12) | Δ | +1.4 | +2.4 |" in discrepancies
 
 
+def test_a_row_the_paper_does_not_have_shows_n_a_for_its_numbers(tmp_path):
+    """An extra strategy in a block of the paper's (DistilBERT in the 6-layer group) is kept, its
+    reported numbers n/a; the other rows are compared as before."""
+    from kdbudget.report.paper import render_comparison
+
+    config = report_config()
+    config["groups"]["unlimited6"]["strategies"].append("distilbert")
+    layout = layout_from_config(validate_config(config, SCHEMA))
+    write_fixture_results(tmp_path)
+    reference_flops = TOKENS["nokd6"] * 3.0e3
+    write_model(tmp_path, "distilbert6", "distilbert", scores=[0.8, 0.9, 0.7, 0.85, 0.75, 0.6, 0.4],
+                tokens=2_500_000_000, flops=reference_flops,
+                budget={"unit": "flops", "limit": reference_flops, "mode": "reference", "role": "follower",
+                        "measure": "flops", "reference": "nokd6", "spent": reference_flops})
+    blocks = build_table(layout, load_results(layout, tmp_path))
+    assert [r.model for r in blocks[0].rows][-1] == "distilbert6"
+    md = render_comparison(blocks)["md"]
+    # The scores are nokd6's: Avg 500/7 = 71.4, Delta 0.
+    assert ("| DistilBERT₆ (distilbert6) | reproduced | 2.5B | 80.0 | 90.0 | 70.0 | 85.0 | 75.0 | 60.0 | 40.0 "
+            "| 71.4 |") in md
+    assert "|  | reported (not in the paper) | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |" in md
+    assert "|  | difference | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |" in md
+    assert "| No-KD₆ (nokd6) | reproduced | 4.6B | 80.0 |" in md  # the block's other rows as before
+    assert "|  | reported | 4.6B | 86.5 | 89.8 | 79.2 | 87.3 | 90.1 | 60.7 | 47.3 | 77.3 | – |" in md
+
+
 # --- plots, the command line, the workflow --------------------------------------------
 
 

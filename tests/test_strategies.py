@@ -26,6 +26,7 @@ STUDENT = bert_config(2, 32, 4, 37, VOCAB, max_positions=64)
 TEACHER_SAME_WIDTH = bert_config(3, 32, 4, 48, VOCAB, max_positions=64)
 TEACHER_WIDER = bert_config(3, 48, 4, 64, VOCAB, max_positions=64)  # same heads, other width
 TEACHER_OTHER_HEADS = bert_config(3, 48, 6, 64, VOCAB, max_positions=64)  # other heads and width
+TEACHER_TWICE_DEEP = bert_config(4, 32, 4, 37, VOCAB, max_positions=64)  # the student's shape, twice its depth
 
 
 # ---------------------------------------------------------------------------
@@ -128,9 +129,9 @@ def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> bool:
 
 
 def test_registry_and_options() -> None:
-    assert set(REGISTRY) == {"nokd", "vanillakd", "tinybert", "minilm", "minilmv2"}
+    assert {"nokd", "vanillakd", "tinybert", "minilm", "minilmv2", "distilbert"} <= set(REGISTRY)
     with pytest.raises(KeyError, match="known"):
-        build_strategy("distilbert", STUDENT, TEACHER_SAME_WIDTH)
+        build_strategy("nosuchkd", STUDENT, TEACHER_SAME_WIDTH)
     with pytest.raises(TypeError):
         build_strategy("minilm", STUDENT, TEACHER_SAME_WIDTH, temperature=2.0)
     with pytest.raises(ValueError, match="fidelity"):
@@ -304,8 +305,10 @@ def test_paper_code_differs_only_where_the_released_code_does() -> None:
         batch = make_batch(lengths)
         student, teacher = random_output(STUDENT, batch, 1), random_output(TEACHER_SAME_WIDTH, batch, 2)
         for name in REGISTRY:
-            paper = build_strategy(name, STUDENT, TEACHER_SAME_WIDTH)(student, teacher, batch)
-            code = build_strategy(name, STUDENT, TEACHER_SAME_WIDTH, fidelity="paper_code")(student, teacher, batch)
+            # distilbert refuses a teacher of another shape; the outputs above fit it all the same
+            config = TEACHER_TWICE_DEEP if name == "distilbert" else TEACHER_SAME_WIDTH
+            paper = build_strategy(name, STUDENT, config)(student, teacher, batch)
+            code = build_strategy(name, STUDENT, config, fidelity="paper_code")(student, teacher, batch)
             assert set(paper) == set(code)
             for key in paper:
                 if name == "vanillakd" and key in ("kd_pred", "loss"):
@@ -344,6 +347,7 @@ STRATEGY_CASES = [
     ("tinybert", TEACHER_WIDER, {"add_mlm": True}),
     ("minilm", TEACHER_OTHER_HEADS, {"relation_heads": 2}),
     ("minilmv2", TEACHER_OTHER_HEADS, {"relation_heads": 2}),
+    ("distilbert", TEACHER_TWICE_DEEP, {}),
 ]
 
 
@@ -377,7 +381,7 @@ def test_teacher_logits_only_when_needed(name, teacher_config, options) -> None:
     teacher.cls.register_forward_hook(lambda *args: calls.append(1))
     batch = make_batch()
     out = teacher_forward(teacher, batch, strategy.teacher_needs)
-    if name == "vanillakd":
+    if name in ("vanillakd", "distilbert"):
         assert out.logits.shape == (int((batch["labels"] != -100).sum()), VOCAB) and calls
         assert out.mlm_loss is None
     else:

@@ -185,8 +185,10 @@ def _paper_cells(row: PaperRow) -> list[str]:
 
 
 def comparison(blocks: Sequence[Block], paper_rows: Sequence[PaperRow]) -> list[Element]:
-    """The document behind ``table2_vs_paper.md``: our rows beside the paper's, for the models both
-    have (matched by name), and the discrepancies inside the paper's table."""
+    """The document behind ``table2_vs_paper.md``: our rows beside the paper's, block by block for the
+    blocks that share a model with it (matched by name), and the discrepancies inside the paper's table.
+    A row of such a block that the paper does not have (an extra strategy, e.g. DistilBERT) is shown
+    with n/a for the paper's numbers, never matched to another row."""
     by_name = {r.model: r for r in paper_rows}
     cols = ["Model", "", "Throughput"] + [name for name, _ in TASK_HEADERS.values()] + ["Avg", "Δ"]
     doc: list[Element] = [
@@ -202,8 +204,13 @@ def comparison(blocks: Sequence[Block], paper_rows: Sequence[PaperRow]) -> list[
         if not rows:
             continue
         table = Table(cols, [])
-        for row in rows:
-            theirs = by_name[row.model]
+        for row in block.rows:
+            theirs = by_name.get(row.model)
+            if theirs is None:
+                table.rows.extend([[f"{row.label} ({row.model})", "reproduced", *row_cells(row)],
+                                   ["", "reported (not in the paper)", *[GAP] * len(row_cells(row))],
+                                   ["", "difference", *[GAP] * len(row_cells(row))]])
+                continue
             table.rows.extend([
                 [f"{row.label} ({row.model})", "reproduced", *row_cells(row)],
                 ["", "reported", *_paper_cells(theirs)],

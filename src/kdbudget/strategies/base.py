@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -67,6 +67,15 @@ class Strategy(nn.Module):
 
     def compute(self, student_out: MLMOutput, teacher_out: MLMOutput | None, batch: Batch) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def init_student(self, student: nn.Module, teacher: nn.Module | None) -> dict[str, Any] | None:
+        """Set the student's weights from the teacher before training; None when the strategy does not.
+
+        The trainer calls it once, on a fresh run only (a resumed run's checkpoint holds the weights), and
+        records what it returns in ``summary.json`` (``student_init``): the copy costs no budget, but it
+        is something the teacher gave this arm. Default: nothing (the student keeps its random init).
+        """
+        return None
 
     def extra_flops_per_token(self, seq_len: int) -> float:
         """Matrix-product FLOPs per token of the loss itself (projections, relations),

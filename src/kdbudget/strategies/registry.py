@@ -93,6 +93,11 @@ STRATEGIES: Mapping[str, StrategyInfo] = _register(
         "mlm_weight": {"type": "number", "minimum": 0, "default": 1.0}}),
     StrategyInfo("minilm", "MiniLM", "MiniLM", "#ff7f0e", lr=5.0e-4, options=_RELATION_HEADS),
     StrategyInfo("minilmv2", "MiniLMv2", "MiniLMv2", "#9467bd", lr=5.0e-4, options=_RELATION_HEADS),
+    StrategyInfo("distilbert", "DistilBERT", "DistilBERT", "#bcbd22", lr=5.0e-4, options={
+        "temperature": {"type": "number", "exclusiveMinimum": 0, "default": 2.0},
+        "alpha_ce": {"type": "number", "minimum": 0, "default": 5.0},
+        "alpha_mlm": {"type": "number", "minimum": 0, "default": 2.0},
+        "alpha_cos": {"type": "number", "minimum": 0, "default": 1.0}}),
 )
 
 

@@ -268,13 +268,32 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     teacher = None
     if spec.teacher_dir:
         teacher_dir = Path(spec.teacher_dir)
-        teacher = load_pretrained(teacher_dir).to(device, resolve_teacher_dtype(spec.teacher_dtype, device, amp_dtype))
+        teacher = load_pretrained(teacher_dir)  # fp32 until a student has been initialised from it
         check_teacher_vocabulary(teacher_dir, teacher.config.vocab_size, meta, data_dir)
         teacher.requires_grad_(False)
     strategy = build_strategy(spec.strategy, student.config, teacher.config if teacher else None,
                               **spec.strategy_options).to(device)
     if strategy.teacher_needs is not None and teacher is None:
         raise ValueError(f"{spec.name}: strategy {spec.strategy!r} needs a teacher (no teacher_dir given)")
+
+    checkpoint_dir = Path(spec.checkpoint_dir)
+    state = load_checkpoint(checkpoint_dir)
+    if state is not None and state.get("run") != run_identity(spec):
+        raise ValueError(
+            f"{checkpoint_dir}: the checkpoint was written by a run with other settings; delete the directory to "
+            "start this run over (its budget spent so far would otherwise be mixed into another run's)"
+        )
+    # A strategy may start its student from the teacher's weights (DistilBERT). A fresh run only: a resumed
+    # run's checkpoint holds the weights. Outside the clock: the copy costs no budget, and summary.json says
+    # it was made. Every process copies the same teacher, so the replicas stay identical.
+    if state is not None:
+        student_init = state["progress"].get("student_init")
+    else:
+        student_init = strategy.init_student(student, teacher)
+        if student_init is not None:
+            log.info("%s: student initialised from the teacher: %s", spec.name, student_init)
+    if teacher is not None:
+        teacher.to(device, resolve_teacher_dtype(spec.teacher_dtype, device, amp_dtype))
 
     opt = spec.optim
     if opt.batch_size % (opt.micro_batch_size * world.size):
@@ -289,19 +308,12 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     split = PackedSplit.open(data_dir, "train")
     stream = BatchStream(split, spec.seed)
     spent = Spent()
-    checkpoint_dir = Path(spec.checkpoint_dir)
     if world.is_main:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = checkpoint_dir / METRICS_FILE
     resumes = 0
     trained = False  # the budget is spent (an orphan's checkpoint after the last step says so)
 
-    state = load_checkpoint(checkpoint_dir)
-    if state is not None and state.get("run") != run_identity(spec):
-        raise ValueError(
-            f"{checkpoint_dir}: the checkpoint was written by a run with other settings; delete the directory to "
-            "start this run over (its budget spent so far would otherwise be mixed into another run's)"
-        )
     if state is not None:
         student.load_state_dict(state["student"])
         strategy.load_state_dict(state["strategy"])
@@ -332,7 +344,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
                 "run": run_identity(spec),
                 "progress": {"spent": spent.as_dict(), "position": vars(stream.position).copy(), "resumes": resumes,
-                             "trained": trained},
+                             "trained": trained, "student_init": student_init},
             })
 
     seq_len = meta["seq_len"]
@@ -480,6 +492,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
         "student": vars(spec.student).copy(), "parameters": sum(p.numel() for p in student.parameters()),
         "teacher": ({"path": spec.teacher_dir, "layers": teacher.config.num_hidden_layers,
                      "hidden": teacher.config.hidden_size} if teacher else None),
+        "init_from_teacher": student_init is not None, "student_init": student_init,
         "optim": {**vars(opt), "betas": list(opt.betas)}, "strategy_options": spec.strategy_options,
         "seed": spec.seed, "resumes": resumes, "validation": evaluation,
         "data": {"dir": str(data_dir), "sequences": meta["sequences"], "seq_len": seq_len,
