@@ -68,9 +68,10 @@ TEMPERAMENTS = ("cheerful", "gloomy", "calm", "nervous", "kind", "stern", "shy",
 class Entity:
     """A named thing of the world.
 
-    ``kind`` is one of :data:`KINDS`; ``type`` the common noun used to refer to it
-    ("town", "mill", "dog"; "person" for people); ``gender`` "female"/"male" for people
-    (pronoun agreement), None otherwise; ``plural`` for plural region names.
+    ``kind`` is one of person, place, region, organisation, animal, object; ``type`` the
+    common noun used to refer to it ("town", "mill", "dog"; "person" for people);
+    ``gender`` "female"/"male" for people (pronoun agreement), None otherwise; ``plural``
+    for plural region names.
     """
 
     id: str
@@ -102,7 +103,6 @@ class RelationSpec:
     symmetric: bool = False
 
 
-KINDS = ("person", "place", "region", "organisation", "animal", "object")
 _THINGS = ("animal", "object")
 RELATIONS: dict[str, RelationSpec] = {
     # attributes

@@ -114,9 +114,6 @@ class Context:
 
 
 _OPPOSITE = {"likes": "dislikes", "dislikes": "likes"}
-#: Relations with one subject per object (a child's mother, a thing's owner): another
-#: subject contradicts the fact rather than being neutral to it.
-_ONE_SUBJECT = ("parent_of", "owns")
 
 
 def _sample_where(pool: Sequence, rng: random.Random, ok: Callable[[object], bool]):
