@@ -5,7 +5,6 @@ from __future__ import annotations
 from kdbudget.demo.glue.context import Example
 from kdbudget.demo.glue.language import parses
 
-# --------------------------------------------------------------------------- rows
 
 class Ids:
     """Stable ids for repeated texts (MRPC sentence ids, QQP question ids)."""
