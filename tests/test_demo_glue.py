@@ -11,7 +11,7 @@ import pytest
 
 from kdbudget.demo import SENTIMENT, Realiser, demo_world, write_demo_glue
 from kdbudget.demo.glue import DEV_SIZES, TRAIN_SIZES
-from kdbudget.demo.glue_styles import Describer, named, slot_variants, wh_slot_variants
+from kdbudget.demo.glue.language import Describer, named, slot_variants, wh_slot_variants
 from kdbudget.demo.world import RELATIONS, Entity, Fact
 from kdbudget.glue import loader, tasks
 
@@ -53,7 +53,7 @@ def _table(root: Path, task: str, stem: str) -> list[dict[str, str]]:
     header = HEADERS[task] or ("source", "label", "mark", "sentence")
     if HEADERS[task]:
         rows = rows[1:]
-    return [dict(zip(header, row)) for row in rows]
+    return [dict(zip(header, row, strict=True)) for row in rows]
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -211,10 +211,11 @@ def test_sizes_and_errors(tmp_path: Path) -> None:
 
 
 def test_fails_loudly_when_examples_run_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kdbudget.demo import glue as module
+    from kdbudget.demo.glue import draw as module
+    from kdbudget.demo.glue.context import Example
 
     def same(ctx, label, rng):  # a task with a single possible example per label
-        return module.Example((f"Only sentence {label}.",), label, {})
+        return Example((f"Only sentence {label}.",), label, {})
 
     monkeypatch.setitem(module._BUILDERS, "sst2", same)
     monkeypatch.setattr(module, "_ATTEMPTS", 5)

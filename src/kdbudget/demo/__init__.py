@@ -9,11 +9,13 @@ tasks are built from the same world, so pretraining matters for them.
 
 Modules
 -------
-``world``    :class:`Entity`, :class:`Fact`, :class:`World`, :func:`build_world`,
-             :data:`~kdbudget.demo.world.RELATIONS` (typing of relations).
+``world``    :class:`Entity`, :class:`Fact`, :class:`World`,
+             :data:`~kdbudget.demo.world.RELATIONS` (typing of relations); imports nothing of the demo.
+``build``    :func:`build_world` (names, families, places and ties drawn from a seed).
 ``realise``  :class:`Realiser` (fact -> sentences), :func:`sentiment_sentence`,
              :func:`corrupt`, :data:`~kdbudget.demo.realise.SENTIMENT`.
 ``wiki_dump`` the dump writer; ``books`` the book writer; ``corpus`` the entry point.
+``glue``     the eight GLUE-like tasks from the same world (:func:`write_demo_glue`; a package).
 
 API for building GLUE-like tasks
 --------------------------------
@@ -47,10 +49,11 @@ API for building GLUE-like tasks
   (``false_fact``) > same subject, other relation > unrelated facts (0).
 """
 
+from kdbudget.demo.build import build_world
 from kdbudget.demo.corpus import demo_world, write_demo_corpus
 from kdbudget.demo.glue import write_demo_glue
 from kdbudget.demo.realise import SENTIMENT, Realiser, corrupt, sentiment_sentence
-from kdbudget.demo.world import RELATIONS, Entity, Fact, World, build_world
+from kdbudget.demo.world import RELATIONS, Entity, Fact, World
 
 __all__ = ["RELATIONS", "SENTIMENT", "Entity", "Fact", "Realiser", "World", "build_world", "corrupt", "demo_world",
            "sentiment_sentence", "write_demo_corpus", "write_demo_glue"]

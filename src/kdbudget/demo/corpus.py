@@ -12,8 +12,9 @@ import numbers
 from pathlib import Path
 
 from kdbudget.demo.books import write_books
+from kdbudget.demo.build import build_world
 from kdbudget.demo.wiki_dump import write_wiki_dump
-from kdbudget.demo.world import World, build_world
+from kdbudget.demo.world import World
 from kdbudget.io import atomic_dir, atomic_path
 
 #: Plain wiki words written per world entity when every entity gets an article

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from kdbudget.demo.world import Entity, Fact
 
@@ -39,7 +40,7 @@ class Verb:
     past: str
 
     @staticmethod
-    def regular(base: str, past: str | None = None) -> "Verb":
+    def regular(base: str, past: str | None = None) -> Verb:
         if base.endswith(("s", "sh", "ch", "o")):
             third = base + "es"
         elif base.endswith("y") and base[-2] not in "aeiou":

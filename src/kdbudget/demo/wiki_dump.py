@@ -17,9 +17,9 @@ import bz2
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from xml.sax.saxutils import escape, quoteattr
 
 from kdbudget.demo.realise import Realiser, article, capitalise

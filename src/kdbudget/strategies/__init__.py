@@ -1,9 +1,22 @@
 """Pretraining strategies: No-KD and the distillation objectives of the paper.
 
-Adding a strategy: one new module here with a `Strategy` subclass (see
-`base.py`), and one `StrategyInfo` line in `registry.py` (its class, label,
-colour, default LR, whether it needs a teacher, its options). Nothing else: the
-config schema, the plan, `build_strategy` and the report read the registry.
+Adding a strategy, say `mykd`, takes two edits and nothing else:
+
+1. A new module `mykd.py` here with a `Strategy` subclass (`base.py`): the class
+   attribute `name = "mykd"`; in `__init__(student_config, teacher_config, *,
+   fidelity="paper", <options>)`, `student_needs` and `teacher_needs` (`Request`s:
+   the trainer computes nothing more; `require_teacher` where it distils); and
+   `compute()` returning fp32 scalars, the total under `"loss"`;
+   `extra_flops_per_token` counts any matrix products of its own.
+2. One `StrategyInfo` line in `registry.py`: the name, the class name, Table 2's
+   label, the plot colour, the default peak LR, `teacher=False` if it needs no
+   teacher, its options (JSON-schema fragments with defaults, exactly the
+   keyword arguments after `fidelity`), and `module=` only if the file is not
+   named after the strategy.
+
+The config schema's enum, `pretrain.lr`, `pretrain.strategy_options`, the plan,
+`build_strategy` and the report's labels and colours all read the registry;
+tests/test_registry.py adds a toy strategy this way and runs it to Table 2.
 
 Importing this package does not import torch (the config validation and the
 report import `registry`, a submodule); the classes, `Strategy`,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from kdbudget.data.storage import PackedSplit, load_meta
-from kdbudget.io import atomic_dir, read_json
+from kdbudget.io import atomic_dir, read_json, write_json
 from kdbudget.log import progress
 from kdbudget.model import (
     KDBertForMaskedLM,
@@ -372,7 +372,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     bar = progress(total=100.0, desc=spec.name, unit="%", initial=round(100 * budget.fraction(spent), 2),
                    bar_format="{l_bar}{bar}| {n:.1f}/100% [{elapsed}<{remaining}{postfix}]",
                    disable=not world.is_main)
-    last_log = {"time": time.perf_counter(), "tokens": spent.tokens, "seconds": spent.seconds}
+    last_log = {"tokens": spent.tokens, "seconds": spent.seconds}  # tokens/s between log rows, on the step clock
     last_checkpoint = time.monotonic()
     metrics_file = open(metrics_path, "a", encoding="utf-8") if world.is_main else contextlib.nullcontext()
     with metrics_file as metrics:
@@ -427,7 +427,6 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
             if log_now:
                 components = agree_mean(components, world)
             if log_now and world.is_main:
-                now = time.perf_counter()
                 window = spent.seconds - last_log["seconds"]
                 row = {"step": spent.steps, "seconds": round(spent.seconds, 4), "tokens": spent.tokens,
                        "flops": spent.flops, "epochs": round(stream.epochs_done, 6), "lr": lr,
@@ -439,7 +438,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                 events.add_row(row)  # after clock.stop(): like the row, costs no budget
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_second'] or 0:.0f}",
                                 refresh=False)  # the bar's own interval decides when to draw
-                last_log = {"time": now, "tokens": spent.tokens, "seconds": spent.seconds}
+                last_log = {"tokens": spent.tokens, "seconds": spent.seconds}
 
             # A stop after the last step would only make a retry resume to do nothing. An orphan
             # stops even then (see below).
@@ -564,4 +563,4 @@ def write_model_dir(spec: RunSpec, student, tokenizer_dir: Path, summary: dict, 
         shutil.copy2(metrics_path, tmp / METRICS_FILE)
         if spec.tensorboard:  # switched off, the directory holds exactly what it did before the switch existed
             shutil.copy2(metrics_path.parent / EVENTS_FILE, tmp / EVENTS_FILE)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_json(tmp / "summary.json", summary)

@@ -104,7 +104,8 @@ class Describer:
                     out.append((f"the {parent_noun} of {name(child)}", f))
             for f in w.facts_mentioning(e):
                 if f.relation == "parent_of":
-                    kids = [c for c in w.objects(f.subject, "parent_of") if isinstance(c, Entity) and c.gender == e.gender]
+                    kids = [c for c in w.objects(f.subject, "parent_of")
+                            if isinstance(c, Entity) and c.gender == e.gender]
                     if len(kids) == 1:
                         out.append((f"the {child_noun} of {name(f.subject)}", f))
                 elif f.relation == "founded_by":
@@ -304,7 +305,8 @@ def still_ungrammatical(good: str, bad: str, kind: str) -> bool:
     bank", "is mother of", "the" dropped before a name ("employed by Zimekholm
     Shipyard") and "founds" (also a present tense)."""
     g, b = good[:-1].split(" "), bad[:-1].split(" ")
-    i = next((k for k, (x, y) in enumerate(zip(g, b)) if x != y), min(len(g), len(b)))
+    # The first differing word; an omission makes ``bad`` one word shorter.
+    i = next((k for k, (x, y) in enumerate(zip(g, b, strict=False)) if x != y), min(len(g), len(b)))
     if i >= len(g):
         return False
     if kind == "order":
