@@ -15,10 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ended, make_teacher, tiny_spec
-from kdbudget.train.budget import Budget, Spent
+from kdbudget.train.budget import Budget, BudgetError, Spent
+from kdbudget.train.models import VocabularyMismatch
 from kdbudget.train.schedule import lr_multiplier
 from kdbudget.train.spec import RunSpec
-from kdbudget.train.trainer import BudgetError, VocabularyMismatch, pretrain
+from kdbudget.train.trainer import pretrain
 
 
 def test_schedule_over_the_budget_fraction():
@@ -132,7 +133,7 @@ def _reference(tmp_path: Path, device: str = "NVIDIA A100-SXM4-40GB") -> Path:
 
 
 def test_reference_budgets_resolve_to_what_the_reference_spent(tmp_path):
-    from kdbudget.train.trainer import resolve_budget
+    from kdbudget.train.budget import resolve_budget
 
     meta = {"sequences": 100, "seq_len": 128}
     a100 = "NVIDIA A100-SXM4-40GB"
@@ -157,7 +158,7 @@ def test_reference_budgets_resolve_to_what_the_reference_spent(tmp_path):
 
 
 def test_wallclock_reference_on_other_hardware_only_when_allowed(tmp_path):
-    from kdbudget.train.trainer import resolve_budget
+    from kdbudget.train.budget import resolve_budget
 
     reference = str(_reference(tmp_path))
     follower = {"mode": "reference", "measure": "seconds", "reference_summary": reference}
@@ -170,7 +171,7 @@ def test_wallclock_reference_on_other_hardware_only_when_allowed(tmp_path):
 
 @pytest.mark.parametrize("summary", [None, "missing"])
 def test_a_missing_reference_summary_is_a_budget_error_naming_it(tmp_path, summary):
-    from kdbudget.train.trainer import resolve_budget
+    from kdbudget.train.budget import resolve_budget
 
     path = str(tmp_path / "nokd6" / "summary.json") if summary else None
     spec = _spec({"mode": "reference", "measure": "seconds", "reference_summary": path})

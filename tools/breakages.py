@@ -44,6 +44,7 @@ class Breakage:
 
 
 TRAINER = "src/kdbudget/train/trainer.py"
+BUDGET = "src/kdbudget/train/budget.py"
 
 BREAKAGES = [
     Breakage("1-mask-fractions", "masking_spec swaps the 0.8 [MASK] and 0.1 random-token fractions",
@@ -73,17 +74,17 @@ BREAKAGES = [
                         '"scaler": torch.amp.GradScaler(device.type, enabled=scaler.is_enabled()).state_dict(),'),),
              ("tests/test_gpu_paths.py", "-k", "scaler")),
     Breakage("5a-follower-ignores-reference", "a follower trains its own epochs instead of the reference's spend",
-             TRAINER, (('limit = reference["spent"][b.measure]', 'limit = b.epochs * meta["sequences"] * meta["seq_len"]'),),
+             BUDGET, (('limit = reference["spent"][b.measure]', 'limit = b.epochs * meta["sequences"] * meta["seq_len"]'),),
              ("tests/test_train.py", "-k", "reference_budgets or other_hardware")),
     Breakage("5b-mismatch-flag-ignored", "allow_device_mismatch does not allow a wall-clock reference from other hardware",
-             TRAINER, ((" and not b.allow_device_mismatch", ""),),
+             BUDGET, ((" and not b.allow_device_mismatch", ""),),
              ("tests/test_train.py", "-k", "other_hardware")),
     Breakage("5c-missing-reference", "a missing reference summary is not reported as a BudgetError naming it",
-             TRAINER, (("if not b.reference_summary or not Path(b.reference_summary).is_file():",
+             BUDGET, (("if not b.reference_summary or not Path(b.reference_summary).is_file():",
                         "if not b.reference_summary:"),),
              ("tests/test_train.py", "-k", "missing_reference")),
     Breakage("5d-hardware-check-for-flops", "the same-hardware check also refuses FLOPs references",
-             TRAINER, (('if b.measure == "seconds" and reference["device"] != device', 'if reference["device"] != device'),),
+             BUDGET, (('if b.measure == "seconds" and reference["device"] != device', 'if reference["device"] != device'),),
              ("tests/test_train.py", "-k", "reference_budgets")),
     Breakage("6a-hub-split", "fetch_glue reads MNLI's dev split under a wrong hub split name",
              "src/kdbudget/glue/tasks.py",

@@ -18,6 +18,11 @@ cluster, not with the method.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdbudget.io import read_json
+from kdbudget.train.spec import RunSpec
 
 UNITS = ("seconds", "flops", "tokens")
 
@@ -64,3 +69,34 @@ class Budget:
 
     def as_dict(self) -> dict:
         return {"unit": self.unit, "limit": self.limit, **self.source}
+
+
+class BudgetError(RuntimeError):
+    """The budget cannot be resolved (missing reference, different hardware)."""
+
+
+def resolve_budget(spec: RunSpec, meta: dict[str, Any], device: str) -> Budget:
+    """The run's budget: its own limit, its epochs in tokens (a reference), or its reference's spend (a follower)."""
+    b = spec.budget
+    if b.mode in ("seconds", "flops", "tokens"):
+        if not b.limit:
+            raise BudgetError(f"{spec.name}: budget mode {b.mode!r} needs a limit")
+        return Budget(b.mode, float(b.limit), {"mode": b.mode})
+    if b.mode != "reference":
+        raise BudgetError(f"{spec.name}: unknown budget mode {b.mode!r}")
+    if b.is_reference:
+        tokens = b.epochs * meta["sequences"] * meta["seq_len"]
+        return Budget("tokens", tokens, {"mode": "reference", "role": "reference", "epochs": b.epochs,
+                                         "measure": b.measure})
+    if not b.reference_summary or not Path(b.reference_summary).is_file():
+        raise BudgetError(f"{spec.name}: the reference run's summary is missing: {b.reference_summary}")
+    reference = read_json(b.reference_summary)
+    limit = reference["spent"][b.measure]
+    if b.measure == "seconds" and reference["device"] != device and not b.allow_device_mismatch:
+        raise BudgetError(
+            f"{spec.name}: the wall-clock reference budget in {b.reference_summary} was measured on "
+            f"'{reference['device']}', but this run is on '{device}'; wall-clock budgets are only comparable on the "
+            "same hardware (set pretrain.allow_device_mismatch: true to run anyway, or use a flops budget)"
+        )
+    return Budget(b.measure, float(limit), {"mode": "reference", "role": "follower", "measure": b.measure,
+                                            "reference": reference["name"], "reference_device": reference["device"]})

@@ -26,18 +26,13 @@ import numpy as np
 import torch
 
 from kdbudget.data.storage import PackedSplit, load_meta
-from kdbudget.io import atomic_dir, read_json, write_json
+from kdbudget.io import atomic_dir, write_json
 from kdbudget.log import progress
-from kdbudget.model import (
-    KDBertForMaskedLM,
-    bert_config,
-    load_pretrained,
-    save_pretrained,
-)
+from kdbudget.model import load_pretrained, save_pretrained
 from kdbudget.model.flops import teacher_forward_extent, teacher_step_flops, train_step_flops
 from kdbudget.strategies import build_strategy
 from kdbudget.teacher_cost import resolve_teacher_cost
-from kdbudget.train.budget import Budget, Spent
+from kdbudget.train.budget import Spent, resolve_budget
 from kdbudget.train.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -58,6 +53,7 @@ from kdbudget.train.distributed import (
 from kdbudget.train.divergence import Diverged, DivergenceGuard
 from kdbudget.train.hardware import mfu, peak_flops
 from kdbudget.train.lock import CheckpointBusy, CheckpointLock, held_by_launcher
+from kdbudget.train.models import build_student, check_teacher_vocabulary
 from kdbudget.train.optim import build_optimizer, set_lr
 from kdbudget.train.orphan import ParentWatch
 from kdbudget.train.runtime import (
@@ -89,72 +85,8 @@ EXIT_TIME_LIMIT = 75  # EX_TEMPFAIL: stopped before the job's time limit; a reru
 EXIT_ORPHANED = 75  # stopped because the job that started it is gone; a rerun resumes
 
 
-class BudgetError(RuntimeError):
-    """The budget cannot be resolved (missing reference, different hardware)."""
-
-
-class VocabularyMismatch(ValueError):
-    """The teacher's vocabulary is not the one the data was tokenized with."""
-
-
 class Interrupted(SystemExit):
     """Raised after a checkpoint was written in response to a stop signal."""
-
-
-# --- budget ------------------------------------------------------------------
-
-
-def resolve_budget(spec: RunSpec, meta: dict[str, Any], device: str) -> Budget:
-    b = spec.budget
-    if b.mode in ("seconds", "flops", "tokens"):
-        if not b.limit:
-            raise BudgetError(f"{spec.name}: budget mode {b.mode!r} needs a limit")
-        return Budget(b.mode, float(b.limit), {"mode": b.mode})
-    if b.mode != "reference":
-        raise BudgetError(f"{spec.name}: unknown budget mode {b.mode!r}")
-    if b.is_reference:
-        tokens = b.epochs * meta["sequences"] * meta["seq_len"]
-        return Budget("tokens", tokens, {"mode": "reference", "role": "reference", "epochs": b.epochs, "measure": b.measure})
-    if not b.reference_summary or not Path(b.reference_summary).is_file():
-        raise BudgetError(f"{spec.name}: the reference run's summary is missing: {b.reference_summary}")
-    reference = read_json(b.reference_summary)
-    limit = reference["spent"][b.measure]
-    if b.measure == "seconds" and reference["device"] != device and not b.allow_device_mismatch:
-        raise BudgetError(
-            f"{spec.name}: the wall-clock reference budget in {b.reference_summary} was measured on "
-            f"'{reference['device']}', but this run is on '{device}'; wall-clock budgets are only comparable on the "
-            "same hardware (set pretrain.allow_device_mismatch: true to run anyway, or use a flops budget)"
-        )
-    return Budget(b.measure, float(limit), {"mode": "reference", "role": "follower", "measure": b.measure,
-                                            "reference": reference["name"], "reference_device": reference["device"]})
-
-
-# --- models ------------------------------------------------------------------
-
-
-def check_teacher_vocabulary(teacher_dir: Path, teacher_vocab: int, meta: dict[str, Any], data_dir: Path) -> None:
-    if teacher_vocab != meta["vocab_size"]:
-        raise VocabularyMismatch(
-            f"teacher {teacher_dir} has vocab_size {teacher_vocab} but the packed data in {data_dir} was tokenized "
-            f"with {meta['vocab_size']} tokens: prepare the data with the teacher's tokenizer"
-        )
-    if (teacher_dir / "tokenizer.json").is_file():
-        from kdbudget.data.tokenizer import load_tokenizer, vocab_hash
-
-        if vocab_hash(load_tokenizer(teacher_dir)) != meta["tokenizer"]["vocab_sha256"]:
-            raise VocabularyMismatch(
-                f"the tokenizer in teacher {teacher_dir} differs from the one the data in {data_dir} was tokenized "
-                "with (same size, different tokens): prepare the data with the teacher's tokenizer"
-            )
-
-
-def build_student(spec: RunSpec, meta: dict[str, Any]) -> KDBertForMaskedLM:
-    s = spec.student
-    config = bert_config(s.layers, s.hidden, s.heads, s.intermediate, meta["vocab_size"], s.max_positions,
-                         hidden_dropout_prob=s.dropout, attention_probs_dropout_prob=s.dropout,
-                         initializer_range=s.init_std, layer_norm=s.layer_norm,
-                         pad_token_id=meta["tokenizer"]["special_ids"]["pad"])
-    return KDBertForMaskedLM(config)
 
 
 # --- the run -----------------------------------------------------------------
