@@ -70,8 +70,9 @@ BREAKAGES = [
              TRAINER, (('scaler.load_state_dict(state["scaler"])', "pass"),),
              ("tests/test_gpu_paths.py", "-k", "scaler")),
     Breakage("4d-scaler-not-saved", "the checkpoint holds a fresh scaler's state, not the run's",
-             TRAINER, (('"scaler": scaler.state_dict(),',
-                        '"scaler": torch.amp.GradScaler(device.type, enabled=scaler.is_enabled()).state_dict(),'),),
+             TRAINER, (('"scaler": run.parts.scaler.state_dict(),',
+                        '"scaler": torch.amp.GradScaler(run.device.type, enabled=run.parts.scaler.is_enabled())'
+                        '.state_dict(),'),),
              ("tests/test_gpu_paths.py", "-k", "scaler")),
     Breakage("5a-follower-ignores-reference", "a follower trains its own epochs instead of the reference's spend",
              BUDGET, (('limit = reference["spent"][b.measure]', 'limit = b.epochs * meta["sequences"] * meta["seq_len"]'),),
@@ -100,7 +101,8 @@ BREAKAGES = [
              TRAINER, (('"tokens_per_second": spent.tokens / spent.seconds', '"tokens_per_sec": spent.tokens / spent.seconds'),),
              ("tests/test_report.py", "-k", "real_training")),
     Breakage("7b-summary-spent", "the pretraining summary renames spent",
-             TRAINER, (('"spent": spent.as_dict(), "device": hardware', '"spent_budget": spent.as_dict(), "device": hardware'),),
+             TRAINER, (('"spent": spent.as_dict(), "device": run.hardware',
+                        '"spent_budget": spent.as_dict(), "device": run.hardware'),),
              ("tests/test_report.py", "-k", "real_training")),
     # From the audit of tests that asserted too little:
     Breakage("8-eval-mean-of-means", "validation loss averages the batches' means instead of every masked token",

@@ -1,10 +1,12 @@
 """The pretraining loop shared by every strategy.
 
-Read top to bottom: lock the checkpoint folder, resolve the budget, build
-the student, teacher and strategy, restore a checkpoint if one exists, then
-take optimizer steps until the budget is spent, checkpointing periodically
-and on SIGTERM/SIGUSR1 (or when the job that started the trainer is gone),
-and finally write a Hugging Face model directory with ``summary.json`` and
+Read top to bottom: ``pretrain`` locks the checkpoint folder; ``_setup``
+resolves the budget, builds the student, teacher, strategy and optimizer and
+restores a checkpoint if one exists; ``_train`` is the loop: optimizer steps
+(``kdbudget.train.step.train_step``) until the budget is spent, checkpointing
+periodically and on SIGTERM/SIGUSR1, before the SLURM job's time limit, or when
+the job that started the trainer is gone; ``_finish`` evaluates and writes a
+Hugging Face model directory with ``summary.json`` (``_summary``) and
 ``metrics.jsonl``.
 """
 
@@ -19,8 +21,9 @@ import signal
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -28,11 +31,11 @@ import torch
 from kdbudget.data.storage import PackedSplit, load_meta
 from kdbudget.io import atomic_dir, write_json
 from kdbudget.log import progress
-from kdbudget.model import load_pretrained, save_pretrained
+from kdbudget.model import KDBertForMaskedLM, save_pretrained
 from kdbudget.model.flops import teacher_forward_extent, teacher_step_flops, train_step_flops
-from kdbudget.strategies import build_strategy
+from kdbudget.strategies import Strategy, build_strategy
 from kdbudget.teacher_cost import resolve_teacher_cost
-from kdbudget.train.budget import Spent, resolve_budget
+from kdbudget.train.budget import Budget, Spent, resolve_budget
 from kdbudget.train.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -53,7 +56,7 @@ from kdbudget.train.distributed import (
 from kdbudget.train.divergence import Diverged, DivergenceGuard
 from kdbudget.train.hardware import mfu, peak_flops
 from kdbudget.train.lock import CheckpointBusy, CheckpointLock, held_by_launcher
-from kdbudget.train.models import build_student, check_teacher_vocabulary
+from kdbudget.train.models import build_student, load_teacher
 from kdbudget.train.optim import build_optimizer, set_lr
 from kdbudget.train.orphan import ParentWatch
 from kdbudget.train.runtime import (
@@ -75,7 +78,7 @@ from kdbudget.train.speed import (
 )
 from kdbudget.train.step import StepParts, train_step
 from kdbudget.train.stream import BatchStream, StreamPosition
-from kdbudget.train.tracking import EVENTS_FILE, open_event_log, require_tensorboard
+from kdbudget.train.tracking import EVENTS_FILE, EventLog, NoEventLog, open_event_log, require_tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ class _StopFlag:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> _StopFlag:
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -190,6 +193,68 @@ def pretrain(spec: RunSpec) -> dict[str, Any]:
 
 def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag,
               watch: ParentWatch) -> dict[str, Any]:
+    run = _setup(spec, world, device)
+    _train(run, stop, watch)
+    return _finish(run)
+
+
+# --- setup -------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """A run set up for its loop: what the loop, its checkpoints and the summary read (nanoGPT keeps these as
+    globals). ``spent``, ``resumes``, ``trained`` and the stream's position are what a checkpoint carries over."""
+
+    spec: RunSpec
+    world: World
+    device: torch.device
+    hardware: str  # the device's name (" x N" for N processes): what a wall-clock budget is comparable on
+    meta: dict[str, Any]
+    budget: Budget
+    amp_dtype: torch.dtype | None
+    student: KDBertForMaskedLM
+    teacher: KDBertForMaskedLM | None
+    strategy: Strategy
+    compiled: CompiledLayers | None
+    parts: StepParts  # what train_step touches: the models, the optimizer and scaler, autocast
+    stream: BatchStream
+    student_init: dict[str, Any] | None
+    spent: Spent = field(default_factory=Spent)
+    resumes: int = 0
+    trained: bool = False  # the budget is spent (an orphan's checkpoint after the last step says so)
+    events: EventLog | NoEventLog = field(default_factory=NoEventLog)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.spec.data_dir)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.spec.checkpoint_dir)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.checkpoint_dir / METRICS_FILE
+
+    @property
+    def accumulation(self) -> int:
+        return self.spec.optim.batch_size // (self.spec.optim.micro_batch_size * self.world.size)
+
+    @property
+    def mine(self) -> slice:
+        """This process's rows of a global micro-batch."""
+        size = self.spec.optim.micro_batch_size
+        return slice(self.world.rank * size, (self.world.rank + 1) * size)
+
+    def step_flops(self, masked_per_seq: float) -> float:
+        """The analytic FLOPs of one optimizer step with this many predicted positions per sequence."""
+        return train_step_flops(self.student.config, self.teacher.config if self.teacher else None, self.strategy,
+                                self.spec.optim.batch_size, self.meta["seq_len"], masked_per_seq)
+
+
+def _setup(spec: RunSpec, world: World, device: torch.device) -> _Run:
+    """The budget, models, strategy, optimizer and data stream of ``spec``, restored from its checkpoint if any."""
     hardware = device_name(device) + (f" x {world.size}" if world.distributed else "")
     data_dir = Path(spec.data_dir)
     meta = load_meta(data_dir)
@@ -197,12 +262,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
 
     amp_dtype = autocast_dtype(device, spec.precision)
     student = build_student(spec, meta).to(device)
-    teacher = None
-    if spec.teacher_dir:
-        teacher_dir = Path(spec.teacher_dir)
-        teacher = load_pretrained(teacher_dir)  # fp32 until a student has been initialised from it
-        check_teacher_vocabulary(teacher_dir, teacher.config.vocab_size, meta, data_dir)
-        teacher.requires_grad_(False)
+    teacher = load_teacher(spec, meta)  # fp32 until a student has been initialised from it
     strategy = build_strategy(spec.strategy, student.config, teacher.config if teacher else None,
                               **spec.strategy_options).to(device)
     if strategy.teacher_needs is not None and teacher is None:
@@ -237,89 +297,82 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
     if resolve_compile(spec.compile, device):
         compiled = CompiledLayers([student, teacher], spec.compile_backend)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    split = PackedSplit.open(data_dir, "train")
-    stream = BatchStream(split, spec.seed)
-    spent = Spent()
-    if world.is_main:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = checkpoint_dir / METRICS_FILE
-    resumes = 0
-    trained = False  # the budget is spent (an orphan's checkpoint after the last step says so)
-
-    if state is not None:
-        student.load_state_dict(state["student"])
-        strategy.load_state_dict(state["strategy"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        spent = Spent(**state["progress"]["spent"])
-        stream.position = StreamPosition(**state["progress"]["position"])
-        rngs = state["rng"]
-        if len(rngs) != world.size:
-            log.warning("%s: resuming %d processes from a checkpoint of %d: dropout draws will differ",
-                        spec.name, world.size, len(rngs))
-        restore_rng(rngs[world.rank % len(rngs)])
-        resumes = state["progress"]["resumes"] + 1
-        trained = bool(state["progress"].get("trained", False))
-        if world.is_main:
-            rows = _read_metrics(metrics_path, spent.steps)
-            metrics_path.write_text("".join(r + "\n" for r in rows))
-        log.info("resumed %s at step %d with %s spent", spec.name, spent.steps, spent.as_dict())
-    elif world.is_main:
-        metrics_path.write_text("")
-    events = open_event_log(spec.tensorboard and world.is_main, metrics_path)  # mirrors the rows kept
-
-    def checkpoint() -> None:
-        rngs = gather_objects(rng_state(), world)  # every process's dropout RNG, for an exact resume
-        if world.is_main:
-            save_checkpoint(checkpoint_dir, {
-                "student": student.state_dict(), "strategy": strategy.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
-                "run": run_identity(spec),
-                "progress": {"spent": spent.as_dict(), "position": vars(stream.position).copy(), "resumes": resumes,
-                             "trained": trained, "student_init": student_init},
-            })
-
-    seq_len = meta["seq_len"]
-    accumulation = opt.batch_size // (opt.micro_batch_size * world.size)
-    mine = slice(world.rank * opt.micro_batch_size, (world.rank + 1) * opt.micro_batch_size)
-    tokens_per_step = opt.batch_size * seq_len
-    flops_cost = lambda masked_per_seq: train_step_flops(  # noqa: E731
-        student.config, teacher.config if teacher else None, strategy, opt.batch_size, seq_len, masked_per_seq)
-    recent_seconds: deque[float] = deque(maxlen=20)
-    step_cost = {"tokens": float(tokens_per_step), "flops": flops_cost(meta["masking"]["max_predictions"]),
-                 "seconds": 0.0}
     autocast = autocast_context(device, amp_dtype)
     parts = StepParts(student, teacher, strategy, optimizer, scaler, autocast, device, world, compiled)
+    stream = BatchStream(PackedSplit.open(data_dir, "train"), spec.seed)
+    run = _Run(spec, world, device, hardware, meta, budget, amp_dtype, student, teacher, strategy, compiled, parts,
+               stream, student_init)
+    if world.is_main:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if state is not None:
+        _restore(run, state)
+    elif world.is_main:
+        run.metrics_path.write_text("")
+    run.events = open_event_log(spec.tensorboard and world.is_main, run.metrics_path)  # mirrors the rows kept
+    return run
+
+
+def _restore(run: _Run, state: dict[str, Any]) -> None:
+    """Continue from a checkpoint: weights, optimizer, scaler, spend, stream position, RNGs, metric rows."""
+    student, strategy, optimizer, scaler = run.student, run.strategy, run.parts.optimizer, run.parts.scaler
+    student.load_state_dict(state["student"])
+    strategy.load_state_dict(state["strategy"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    run.spent = Spent(**state["progress"]["spent"])
+    run.stream.position = StreamPosition(**state["progress"]["position"])
+    rngs = state["rng"]
+    if len(rngs) != run.world.size:
+        log.warning("%s: resuming %d processes from a checkpoint of %d: dropout draws will differ",
+                    run.spec.name, run.world.size, len(rngs))
+    restore_rng(rngs[run.world.rank % len(rngs)])
+    run.resumes = state["progress"]["resumes"] + 1
+    run.trained = bool(state["progress"].get("trained", False))
+    if run.world.is_main:
+        rows = _read_metrics(run.metrics_path, run.spent.steps)
+        run.metrics_path.write_text("".join(r + "\n" for r in rows))
+    log.info("resumed %s at step %d with %s spent", run.spec.name, run.spent.steps, run.spent.as_dict())
+
+
+def _checkpoint(run: _Run) -> None:
+    """Everything an exact resume needs; every process takes part (their RNG states), rank 0 writes."""
+    rngs = gather_objects(rng_state(), run.world)  # every process's dropout RNG, for an exact resume
+    if run.world.is_main:
+        save_checkpoint(run.checkpoint_dir, {
+            "student": run.student.state_dict(), "strategy": run.strategy.state_dict(),
+            "optimizer": run.parts.optimizer.state_dict(), "scaler": run.parts.scaler.state_dict(), "rng": rngs,
+            "run": run_identity(run.spec),
+            "progress": {"spent": run.spent.as_dict(), "position": vars(run.stream.position).copy(),
+                         "resumes": run.resumes, "trained": run.trained, "student_init": run.student_init},
+        })
+
+
+# --- the loop ----------------------------------------------------------------
+
+
+def _train(run: _Run, stop: _StopFlag, watch: ParentWatch) -> None:
+    """Optimizer steps until the budget is spent; a stop signal, the job's time limit or a lost parent end
+    the run early with a checkpoint (``Interrupted``), a diverged loss with ``Diverged``."""
+    spec, opt, spent, budget, world, device = run.spec, run.spec.optim, run.spent, run.budget, run.world, run.device
+    cost = _StepCost(float(opt.batch_size * run.meta["seq_len"]),
+                     run.step_flops(run.meta["masking"]["max_predictions"]))
     clock = StepClock(device)  # every arm, whatever its budget unit, is timed by this clock
     guard = DivergenceGuard(spec.divergence_spike_factor, spec.divergence_window)
-    student.train()
-    end_time = job_end_time() if world.is_main else None  # rank 0's clock decides for every process
-    stop_at = end_time - spec.stop_before_time_limit_seconds if end_time else None
-    if stop_at is not None:
-        log.info("%s: the SLURM job ends at %s; training stops with a checkpoint by %s", spec.name,
-                 time.strftime("%H:%M:%S", time.localtime(end_time)), time.strftime("%H:%M:%S", time.localtime(stop_at)))
-    log.info("%s: %s on %s, budget %s, %d-step accumulation, %s", spec.name, spec.strategy, hardware,
-             budget.as_dict(), accumulation, "autocast " + str(amp_dtype) if amp_dtype else "fp32")
-
-    bar = progress(total=100.0, desc=spec.name, unit="%", initial=round(100 * budget.fraction(spent), 2),
-                   bar_format="{l_bar}{bar}| {n:.1f}/100% [{elapsed}<{remaining}{postfix}]",
-                   disable=not world.is_main)
-    last_log = {"tokens": spent.tokens, "seconds": spent.seconds}  # tokens/s between log rows, on the step clock
+    run.student.train()
+    stop_at = _stop_time(run)
+    log.info("%s: %s on %s, budget %s, %d-step accumulation, %s", spec.name, spec.strategy, run.hardware,
+             budget.as_dict(), run.accumulation, "autocast " + str(run.amp_dtype) if run.amp_dtype else "fp32")
     last_checkpoint = time.monotonic()
-    metrics_file = open(metrics_path, "a", encoding="utf-8") if world.is_main else contextlib.nullcontext()
-    with metrics_file as metrics:
-        while not trained and not budget.should_stop(spent, step_cost[budget.unit]):
+    with _Reporter(run) as report:
+        while not run.trained and not budget.should_stop(spent, cost[budget.unit]):
             clock.start()
             fraction = budget.fraction(spent)
             lr = opt.lr * lr_multiplier(fraction, opt.warmup)
-            set_lr(optimizer, lr)
-            # Every process reads the global micro-batches and trains on its own slices. They are
-            # read as one process would read them, micro-batch by micro-batch, so dynamic masks (keyed
-            # by position) are the same for any number of processes.
-            host_batches = [_concat([stream.next(opt.micro_batch_size) for _ in range(world.size)])
-                            for _ in range(accumulation)]
+            set_lr(run.parts.optimizer, lr)
+            host_batches = _host_batches(run)
             masked = sum(int((b["labels"] != -100).sum()) for b in host_batches)  # on the host: no sync
-            components = train_step(parts, ({k: v[mine] for k, v in b.items()} for b in host_batches), accumulation)
+            components = train_step(run.parts, ({k: v[run.mine] for k, v in b.items()} for b in host_batches),
+                                    run.accumulation)
             seconds = clock.stop()
             diverged = guard.check(float(components["loss"]))  # the clock already waited for the device
             due = bool(spec.checkpoint_every_steps and (spent.steps + 1) % spec.checkpoint_every_steps == 0) or \
@@ -332,110 +385,214 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                  float(watch.orphaned())], world, device)
             signum = int(signum) or None
             if bad:
-                bar.close()
-                kept = (f"the last good checkpoint ({checkpoint_path(checkpoint_dir)}) is kept"
-                        if checkpoint_path(checkpoint_dir).is_file() else "no checkpoint had been written yet")
-                raise Diverged(
-                    f"{spec.name}: training diverged at step {spent.steps + 1}: "
-                    f"{diverged or 'another process saw a diverged loss'}. Stopped instead of spending the rest of "
-                    f"the budget; {kept}. Lower the learning rate (pretrain.lr) or raise the warmup, then delete "
-                    f"{checkpoint_dir} to start over (pretrain.divergence_spike_factor: 0 disables the spike test)")
+                report.close_bar()
+                raise _diverged(run, diverged)
+            cost.update(_account(run, masked, elapsed), elapsed)
+            report.advance()
 
-            step_flops = flops_cost(masked / opt.batch_size)
-            spent.teacher_flops += teacher_step_flops(teacher.config if teacher else None, strategy, opt.batch_size,
-                                                      seq_len, masked / opt.batch_size)
-            spent.steps += 1
-            spent.sequences += opt.batch_size
-            spent.tokens += tokens_per_step
-            spent.flops += step_flops
-            spent.seconds += elapsed
-            recent_seconds.append(elapsed)
-            step_cost["flops"] = step_flops
-            step_cost["seconds"] = float(np.median(recent_seconds))
-            bar.update(100 * budget.fraction(spent) - bar.n)
-
-            last_step = budget.should_stop(spent, step_cost[budget.unit])
-            log_now = last_step or spent.steps % spec.log_every_steps == 0
-            if log_now:
-                components = agree_mean(components, world)
-            if log_now and world.is_main:
-                window = spent.seconds - last_log["seconds"]
-                row = {"step": spent.steps, "seconds": round(spent.seconds, 4), "tokens": spent.tokens,
-                       "flops": spent.flops, "epochs": round(stream.epochs_done, 6), "lr": lr,
-                       "budget_fraction": round(budget.fraction(spent), 6),
-                       **{k: float(v) for k, v in components.items()},
-                       "tokens_per_second": round((spent.tokens - last_log["tokens"]) / window, 1) if window else None}
-                metrics.write(json.dumps(row) + "\n")
-                metrics.flush()
-                events.add_row(row)  # after clock.stop(): like the row, costs no budget
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_second'] or 0:.0f}",
-                                refresh=False)  # the bar's own interval decides when to draw
-                last_log = {"tokens": spent.tokens, "seconds": spent.seconds}
-
+            last_step = budget.should_stop(spent, cost[budget.unit])
+            if last_step or spent.steps % spec.log_every_steps == 0:
+                report.row(components, lr)
             # A stop after the last step would only make a retry resume to do nothing. An orphan
             # stops even then (see below).
             stopping = (signum is not None or bool(late)) and not last_step or bool(orphaned)
             if stopping or due:
-                if world.is_main:
-                    metrics.flush()
-                trained = last_step
-                checkpoint()
+                report.flush()
+                run.trained = last_step
+                _checkpoint(run)
                 last_checkpoint = time.monotonic()
             if stopping:
-                bar.close()
-                if orphaned:
-                    _stop_orphan(spec, watch, spent.steps)
-                if signum is not None:
-                    log.warning("%s: stopped by signal %d at step %d; rerun to resume", spec.name, signum, spent.steps)
-                    raise Interrupted(128 + signum)
-                log.warning("%s: stopped %.0f s before the job's time limit at step %d; rerun to resume", spec.name,
-                            spec.stop_before_time_limit_seconds, spent.steps)
-                raise Interrupted(EXIT_TIME_LIMIT)
-    bar.close()
+                report.close_bar()
+                _stop(run, watch, signum, bool(orphaned))
     # Snakemake marks the job's outputs incomplete when it dies, so a rerun would discard what an
     # orphan writes now and, the checkpoint being gone, train again from the start. An orphan keeps
     # its final checkpoint instead: the rerun only evaluates and writes the model.
     (orphaned,) = agree_max([float(watch.orphaned(now=True))], world, device)
     if orphaned:
-        trained = True
-        checkpoint()
-        _stop_orphan(spec, watch, spent.steps)
-    if not world.is_main:
-        return {}
+        run.trained = True
+        _checkpoint(run)
+        _stop_orphan(run.spec, watch, spent.steps)
 
-    evaluation = evaluate(student, data_dir, device, autocast, spec.eval_sequences, opt.micro_batch_size, spec.seed)
+
+def _host_batches(run: _Run) -> list[dict[str, torch.Tensor]]:
+    """One step's global micro-batches, on the host. Every process reads them all and trains on its own
+    slices; they are read as one process would read them, micro-batch by micro-batch, so dynamic masks
+    (keyed by position) are the same for any number of processes."""
+    size, processes = run.spec.optim.micro_batch_size, run.world.size
+    return [_concat([run.stream.next(size) for _ in range(processes)]) for _ in range(run.accumulation)]
+
+
+class _StepCost:
+    """The next step's cost in each budget unit, for the stopping test: tokens are fixed, FLOPs those of the
+    last step (its predicted positions), seconds the median of the last 20 steps (0 before the first)."""
+
+    def __init__(self, tokens: float, flops: float) -> None:
+        self.recent: deque[float] = deque(maxlen=20)
+        self.cost = {"tokens": tokens, "flops": flops, "seconds": 0.0}
+
+    def __getitem__(self, unit: str) -> float:
+        return self.cost[unit]
+
+    def update(self, flops: float, seconds: float) -> None:
+        self.recent.append(seconds)
+        self.cost["flops"] = flops
+        self.cost["seconds"] = float(np.median(self.recent))
+
+
+def _account(run: _Run, masked: int, elapsed: float) -> float:
+    """Add one optimizer step with ``masked`` predicted positions to what the run has spent; returns its FLOPs."""
+    spent, batch_size, seq_len = run.spent, run.spec.optim.batch_size, run.meta["seq_len"]
+    step_flops = run.step_flops(masked / batch_size)
+    spent.teacher_flops += teacher_step_flops(run.teacher.config if run.teacher else None, run.strategy, batch_size,
+                                              seq_len, masked / batch_size)
+    spent.steps += 1
+    spent.sequences += batch_size
+    spent.tokens += batch_size * seq_len
+    spent.flops += step_flops
+    spent.seconds += elapsed
+    return step_flops
+
+
+class _Reporter:
+    """The loop's progress bar and, on rank 0, metrics.jsonl's rows and their TensorBoard mirror, with
+    tokens/s between rows measured on the step clock."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.bar = progress(total=100.0, desc=run.spec.name, unit="%",
+                            initial=round(100 * run.budget.fraction(run.spent), 2),
+                            bar_format="{l_bar}{bar}| {n:.1f}/100% [{elapsed}<{remaining}{postfix}]",
+                            disable=not run.world.is_main)
+        self.last = {"tokens": run.spent.tokens, "seconds": run.spent.seconds}  # at the previous row
+        self.file = open(run.metrics_path, "a", encoding="utf-8") if run.world.is_main else None
+
+    def __enter__(self) -> _Reporter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def advance(self) -> None:
+        self.bar.update(100 * self.run.budget.fraction(self.run.spent) - self.bar.n)
+
+    def row(self, components: dict[str, torch.Tensor], lr: float) -> None:
+        """A metrics row of the step just taken, its loss components averaged over the processes (each
+        process calls this; rank 0 writes)."""
+        components = agree_mean(components, self.run.world)
+        if self.file is None:
+            return
+        spent, budget = self.run.spent, self.run.budget
+        window = spent.seconds - self.last["seconds"]
+        row = {"step": spent.steps, "seconds": round(spent.seconds, 4), "tokens": spent.tokens,
+               "flops": spent.flops, "epochs": round(self.run.stream.epochs_done, 6), "lr": lr,
+               "budget_fraction": round(budget.fraction(spent), 6),
+               **{k: float(v) for k, v in components.items()},
+               "tokens_per_second": round((spent.tokens - self.last["tokens"]) / window, 1) if window else None}
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        self.run.events.add_row(row)  # after clock.stop(): like the row, costs no budget
+        self.bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{lr:.2e}", tok_s=f"{row['tokens_per_second'] or 0:.0f}",
+                             refresh=False)  # the bar's own interval decides when to draw
+        self.last = {"tokens": spent.tokens, "seconds": spent.seconds}
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def close_bar(self) -> None:
+        self.bar.close()
+
+
+def _stop_time(run: _Run) -> float | None:
+    """When training must stop with a checkpoint before the SLURM job's time limit (None outside SLURM);
+    rank 0's clock decides for every process."""
+    end_time = job_end_time() if run.world.is_main else None
+    stop_at = end_time - run.spec.stop_before_time_limit_seconds if end_time else None
+    if stop_at is not None:
+        clock = lambda seconds: time.strftime("%H:%M:%S", time.localtime(seconds))  # noqa: E731
+        log.info("%s: the SLURM job ends at %s; training stops with a checkpoint by %s", run.spec.name,
+                 clock(end_time), clock(stop_at))
+    return stop_at
+
+
+def _diverged(run: _Run, diverged: str | None) -> Diverged:
+    path = checkpoint_path(run.checkpoint_dir)
+    kept = f"the last good checkpoint ({path}) is kept" if path.is_file() else "no checkpoint had been written yet"
+    return Diverged(
+        f"{run.spec.name}: training diverged at step {run.spent.steps + 1}: "
+        f"{diverged or 'another process saw a diverged loss'}. Stopped instead of spending the rest of "
+        f"the budget; {kept}. Lower the learning rate (pretrain.lr) or raise the warmup, then delete "
+        f"{run.checkpoint_dir} to start over (pretrain.divergence_spike_factor: 0 disables the spike test)")
+
+
+def _stop(run: _Run, watch: ParentWatch, signum: int | None, orphaned: bool) -> NoReturn:
+    """End a stopped run (its checkpoint written) with the exit status a rerun resumes from."""
+    spec, steps = run.spec, run.spent.steps
+    if orphaned:
+        _stop_orphan(spec, watch, steps)
+    if signum is not None:
+        log.warning("%s: stopped by signal %d at step %d; rerun to resume", spec.name, signum, steps)
+        raise Interrupted(128 + signum)
+    log.warning("%s: stopped %.0f s before the job's time limit at step %d; rerun to resume", spec.name,
+                spec.stop_before_time_limit_seconds, steps)
+    raise Interrupted(EXIT_TIME_LIMIT)
+
+
+def _stop_orphan(spec: RunSpec, watch: ParentWatch, steps: int) -> NoReturn:
+    log.warning("%s: %s is gone (Snakemake killed?); stopped with a checkpoint at step %d. Rerun Snakemake to "
+                "resume (after `snakemake --unlock` if it was killed)", spec.name, watch.watched, steps)
+    raise Interrupted(EXIT_ORPHANED)
+
+
+# --- the end -----------------------------------------------------------------
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """Evaluate, write the model directory with its summary and metrics (rank 0) and drop the checkpoint."""
+    if not run.world.is_main:
+        return {}
+    spec, spent = run.spec, run.spent
+    evaluation = evaluate(run.student, run.data_dir, run.device, run.parts.autocast, spec.eval_sequences,
+                          spec.optim.micro_batch_size, spec.seed)
     # MiniLM and TinyBERT (without add_mlm) never train the MLM head: its score says nothing about them.
-    evaluation["mlm_head_trained"] = bool(strategy.student_needs.logits)
-    events.add_validation(spent.steps, evaluation)
-    events.close()
-    summary = {
-        "name": spec.name, "strategy": spec.strategy,
-        "tokens": spent.tokens, "flops": spent.flops, "seconds": spent.seconds,
-        "tokens_per_second": spent.tokens / spent.seconds if spent.seconds else None,
-        "mfu": mfu(spent.flops, spent.seconds, peak_flops(device), world.size),  # None where the peak is unknown
-        "epochs": stream.epochs_done, "steps": spent.steps, "sequences": spent.sequences,
-        "budget": {**budget.as_dict(), "spent": spent.get(budget.unit), "fraction": budget.fraction(spent)},
-        "spent": spent.as_dict(), "device": hardware, "device_type": device.type,
-        "precision": str(amp_dtype or torch.float32),
-        "speed": {"compile": compiled.describe() if compiled else {"enabled": False},
-                  "teacher_dtype": str(next(teacher.parameters()).dtype) if teacher else None,
-                  "fused_adamw": fused_adamw(device)},
-        "student": vars(spec.student).copy(), "parameters": sum(p.numel() for p in student.parameters()),
-        "teacher": ({"path": spec.teacher_dir, "layers": teacher.config.num_hidden_layers,
-                     "hidden": teacher.config.hidden_size} if teacher else None),
-        "init_from_teacher": student_init is not None, "student_init": student_init,
-        "optim": {**vars(opt), "betas": list(opt.betas)}, "strategy_options": spec.strategy_options,
-        "seed": spec.seed, "resumes": resumes, "validation": evaluation,
-        "data": {"dir": str(data_dir), "sequences": meta["sequences"], "seq_len": seq_len,
-                 "vocab_sha256": meta["tokenizer"]["vocab_sha256"]},
-        "versions": versions(), "git_commit": git_commit(),
-        **run_record(spec, strategy, teacher, spent),
-    }
-    write_model_dir(spec, student, data_dir / meta["tokenizer"]["path"], summary, metrics_path)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    evaluation["mlm_head_trained"] = bool(run.strategy.student_needs.logits)
+    run.events.add_validation(spent.steps, evaluation)
+    run.events.close()
+    summary = _summary(run, evaluation)
+    write_model_dir(spec, run.student, run.data_dir / run.meta["tokenizer"]["path"], summary, run.metrics_path)
+    shutil.rmtree(run.checkpoint_dir, ignore_errors=True)
     log.info("%s done: %d tokens, %.3g FLOPs, %.1f s, %.0f tokens/s, validation %s", spec.name, spent.tokens,
              spent.flops, spent.seconds, summary["tokens_per_second"] or 0, evaluation)
     return summary
+
+
+def _summary(run: _Run, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """summary.json: what the run spent and at what speed, its settings, validation and provenance."""
+    spec, spent, budget, teacher, meta, opt = run.spec, run.spent, run.budget, run.teacher, run.meta, run.spec.optim
+    return {
+        "name": spec.name, "strategy": spec.strategy,
+        "tokens": spent.tokens, "flops": spent.flops, "seconds": spent.seconds,
+        "tokens_per_second": spent.tokens / spent.seconds if spent.seconds else None,
+        "mfu": mfu(spent.flops, spent.seconds, peak_flops(run.device), run.world.size),  # None: peak unknown
+        "epochs": run.stream.epochs_done, "steps": spent.steps, "sequences": spent.sequences,
+        "budget": {**budget.as_dict(), "spent": spent.get(budget.unit), "fraction": budget.fraction(spent)},
+        "spent": spent.as_dict(), "device": run.hardware, "device_type": run.device.type,
+        "precision": str(run.amp_dtype or torch.float32),
+        "speed": {"compile": run.compiled.describe() if run.compiled else {"enabled": False},
+                  "teacher_dtype": str(next(teacher.parameters()).dtype) if teacher else None,
+                  "fused_adamw": fused_adamw(run.device)},
+        "student": vars(spec.student).copy(), "parameters": sum(p.numel() for p in run.student.parameters()),
+        "teacher": ({"path": spec.teacher_dir, "layers": teacher.config.num_hidden_layers,
+                     "hidden": teacher.config.hidden_size} if teacher else None),
+        "init_from_teacher": run.student_init is not None, "student_init": run.student_init,
+        "optim": {**vars(opt), "betas": list(opt.betas)}, "strategy_options": spec.strategy_options,
+        "seed": spec.seed, "resumes": run.resumes, "validation": evaluation,
+        "data": {"dir": str(run.data_dir), "sequences": meta["sequences"], "seq_len": meta["seq_len"],
+                 "vocab_sha256": meta["tokenizer"]["vocab_sha256"]},
+        "versions": versions(), "git_commit": git_commit(),
+        **run_record(spec, run.strategy, teacher, spent),
+    }
 
 
 def run_record(spec: RunSpec, strategy, teacher, spent: Spent) -> dict[str, Any]:
@@ -455,14 +612,9 @@ def run_record(spec: RunSpec, strategy, teacher, spent: Spent) -> dict[str, Any]
     return record
 
 
-def _stop_orphan(spec: RunSpec, watch: ParentWatch, steps: int) -> None:
-    log.warning("%s: %s is gone (Snakemake killed?); stopped with a checkpoint at step %d. Rerun Snakemake to "
-                "resume (after `snakemake --unlock` if it was killed)", spec.name, watch.watched, steps)
-    raise Interrupted(EXIT_ORPHANED)
-
-
 @torch.no_grad()
-def evaluate(model, data_dir: Path, device, autocast, max_sequences: int, batch_size: int, seed: int) -> dict[str, float]:
+def evaluate(model, data_dir: Path, device, autocast, max_sequences: int, batch_size: int,
+             seed: int) -> dict[str, float]:
     """MLM loss and accuracy on the validation split (not counted in the budget)."""
     split = PackedSplit.open(data_dir, "validation")
     n = min(len(split), max_sequences)
