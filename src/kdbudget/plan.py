@@ -166,6 +166,7 @@ def common_spec(config: dict[str, Any]) -> dict[str, Any]:
             "stop_before_time_limit_seconds": 60.0 * p["stop_before_time_limit_minutes"],
             "eval_sequences": p["eval_sequences"], "device": p["device"], "compile": p["compile"],
             "compile_backend": p["compile_backend"], "teacher_dtype": p["teacher_dtype"],
+            "prefetch": p["prefetch"],
             "divergence_spike_factor": p["divergence_spike_factor"], "divergence_window": p["divergence_window"],
             "tensorboard": p["tensorboard"]}
 

@@ -39,7 +39,8 @@ class Optim:
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
         if self.batch_size % self.micro_batch_size:
-            raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size "
+                             f"{self.micro_batch_size}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class RunSpec:
     compile: bool | str = "auto"  # torch.compile of the encoder layers: auto (on CUDA), True, False
     compile_backend: str = "inductor"  # torch.compile's backend ("aot_eager" compiles fast, for tests)
     teacher_dtype: str = "auto"  # auto (bf16 on CUDA under bf16 autocast), fp32, bf16
+    prefetch: bool | str = "auto"  # read the next step's batches ahead: auto (on CUDA), True, False
     gpus: int = 0  # GPUs the job asked for: with any, device "auto" refuses to fall back to the CPU
     divergence_spike_factor: float = 3.0  # stop when the loss exceeds this x its recent median (0: never)
     divergence_window: int = 100  # steps in that median
@@ -93,7 +95,7 @@ class RunSpec:
     record: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         data = dict(data)
         data["student"] = Shape(**data["student"])
         data["optim"] = Optim(**data["optim"])
@@ -104,7 +106,7 @@ class RunSpec:
         return cls(**data)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "RunSpec":
+    def from_json(cls, path: str | Path) -> RunSpec:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def to_dict(self) -> dict[str, Any]:

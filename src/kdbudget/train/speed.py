@@ -1,5 +1,6 @@
 """Speed switches of a pretraining step (``pretrain.compile``, ``compile_backend``,
-``teacher_dtype``; fused AdamW and pinned host batches on CUDA).
+``teacher_dtype``; fused AdamW and pinned host batches on CUDA; reading ahead, ``prefetch``, is
+``kdbudget.train.prefetch``).
 
 None of them changes what a step computes beyond floating-point rounding, and
 each applies to every arm of a comparison alike: the student of every arm is
@@ -79,11 +80,18 @@ def pin(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {key: value.pin_memory() for key, value in batch.items()}
 
 
+def prepare(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """A host micro-batch ready to go to ``device``: with ``masked_index`` (the predicted positions, counted
+    on the host, where that costs no device sync: see ``KDBertForMaskedLM.forward``), pinned for a GPU."""
+    return pin({**batch, "masked_index": masked_positions(batch["labels"])}, device)
+
+
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    """A host micro-batch on ``device``, with ``masked_index`` (the predicted positions, counted on the
-    host, where that costs no device sync: see ``KDBertForMaskedLM.forward``)."""
-    batch = {**batch, "masked_index": masked_positions(batch["labels"])}
-    return {key: value.to(device, non_blocking=True) for key, value in pin(batch, device).items()}
+    """A micro-batch on ``device``; a host batch is prepared first unless it already was (it has
+    ``masked_index``: read ahead, ``kdbudget.train.prefetch``), and one already there is returned as it is."""
+    if "masked_index" not in batch:
+        batch = prepare(batch, device)
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
 class CompiledLayers:

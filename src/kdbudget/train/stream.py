@@ -59,4 +59,8 @@ class BatchStream:
     @property
     def epochs_done(self) -> float:
         """Passes over the data so far, fractional."""
-        return self.position.epoch + self.position.offset / len(self.split)
+        return self.epochs_at(self.position)
+
+    def epochs_at(self, position: StreamPosition) -> float:
+        """Passes over the data at ``position``, fractional."""
+        return position.epoch + position.offset / len(self.split)

@@ -21,7 +21,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,6 +59,7 @@ from kdbudget.train.lock import CheckpointBusy, CheckpointLock, held_by_launcher
 from kdbudget.train.models import build_student, load_teacher
 from kdbudget.train.optim import build_optimizer, set_lr
 from kdbudget.train.orphan import ParentWatch
+from kdbudget.train.prefetch import StepShape, open_feed, resolve_prefetch
 from kdbudget.train.runtime import (
     autocast_context,
     autocast_dtype,
@@ -123,6 +124,7 @@ _RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_s
                       "stop_before_time_limit_seconds", "gpus",
                       "divergence_spike_factor", "divergence_window",
                       "compile", "compile_backend",  # speed only: the same step up to rounding
+                      "prefetch",  # speed only: the same batches, read earlier
                       "record"}  # what the summary records, not how the run trains
 
 
@@ -137,10 +139,6 @@ def _read_metrics(path: Path, up_to_step: int) -> list[str]:
     if not path.is_file():
         return []
     return [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= up_to_step]
-
-
-def _concat(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return batches[0] if len(batches) == 1 else {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
 
 
 @contextlib.contextmanager
@@ -218,7 +216,9 @@ class _Run:
     strategy: Strategy
     compiled: CompiledLayers | None
     parts: StepParts  # what train_step touches: the models, the optimizer and scaler, autocast
-    stream: BatchStream
+    stream: BatchStream  # read only through the loop's feed (kdbudget.train.prefetch)
+    position: StreamPosition  # the stream's position after the last step taken: what a checkpoint saves
+    prefetch: bool  # read ahead (pretrain.prefetch, resolved for the device)
     student_init: dict[str, Any] | None
     spent: Spent = field(default_factory=Spent)
     resumes: int = 0
@@ -242,10 +242,8 @@ class _Run:
         return self.spec.optim.batch_size // (self.spec.optim.micro_batch_size * self.world.size)
 
     @property
-    def mine(self) -> slice:
-        """This process's rows of a global micro-batch."""
-        size = self.spec.optim.micro_batch_size
-        return slice(self.world.rank * size, (self.world.rank + 1) * size)
+    def step_shape(self) -> StepShape:
+        return StepShape(self.spec.optim.micro_batch_size, self.accumulation, self.world.size, self.world.rank)
 
     def step_flops(self, masked_per_seq: float) -> float:
         """The analytic FLOPs of one optimizer step with this many predicted positions per sequence."""
@@ -301,7 +299,7 @@ def _setup(spec: RunSpec, world: World, device: torch.device) -> _Run:
     parts = StepParts(student, teacher, strategy, optimizer, scaler, autocast, device, world, compiled)
     stream = BatchStream(PackedSplit.open(data_dir, "train"), spec.seed)
     run = _Run(spec, world, device, hardware, meta, budget, amp_dtype, student, teacher, strategy, compiled, parts,
-               stream, student_init)
+               stream, replace(stream.position), resolve_prefetch(spec.prefetch, device), student_init)
     if world.is_main:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if state is not None:
@@ -321,6 +319,7 @@ def _restore(run: _Run, state: dict[str, Any]) -> None:
     scaler.load_state_dict(state["scaler"])
     run.spent = Spent(**state["progress"]["spent"])
     run.stream.position = StreamPosition(**state["progress"]["position"])
+    run.position = replace(run.stream.position)  # not the stream's own: a reader ahead moves that one
     rngs = state["rng"]
     if len(rngs) != run.world.size:
         log.warning("%s: resuming %d processes from a checkpoint of %d: dropout draws will differ",
@@ -342,7 +341,7 @@ def _checkpoint(run: _Run) -> None:
             "student": run.student.state_dict(), "strategy": run.strategy.state_dict(),
             "optimizer": run.parts.optimizer.state_dict(), "scaler": run.parts.scaler.state_dict(), "rng": rngs,
             "run": run_identity(run.spec),
-            "progress": {"spent": run.spent.as_dict(), "position": vars(run.stream.position).copy(),
+            "progress": {"spent": run.spent.as_dict(), "position": vars(run.position).copy(),
                          "resumes": run.resumes, "trained": run.trained, "student_init": run.student_init},
         })
 
@@ -363,16 +362,16 @@ def _train(run: _Run, stop: _StopFlag, watch: ParentWatch) -> None:
     log.info("%s: %s on %s, budget %s, %d-step accumulation, %s", spec.name, spec.strategy, run.hardware,
              budget.as_dict(), run.accumulation, "autocast " + str(run.amp_dtype) if run.amp_dtype else "fp32")
     last_checkpoint = time.monotonic()
-    with _Reporter(run) as report:
+    with _Reporter(run) as report, open_feed(run.stream, run.step_shape, device, run.prefetch) as feed:
         while not run.trained and not budget.should_stop(spent, cost[budget.unit]):
             clock.start()
             fraction = budget.fraction(spent)
             lr = opt.lr * lr_multiplier(fraction, opt.warmup)
             set_lr(run.parts.optimizer, lr)
-            host_batches = _host_batches(run)
-            masked = sum(int((b["labels"] != -100).sum()) for b in host_batches)  # on the host: no sync
-            components = train_step(run.parts, ({k: v[run.mine] for k, v in b.items()} for b in host_batches),
-                                    run.accumulation)
+            step = feed.take()
+            run.position = step.position
+            components = train_step(run.parts, step.micro_batches, run.accumulation)
+            feed.ahead()  # the next step's copies, queued behind this step's compute
             seconds = clock.stop()
             diverged = guard.check(float(components["loss"]))  # the clock already waited for the device
             due = bool(spec.checkpoint_every_steps and (spent.steps + 1) % spec.checkpoint_every_steps == 0) or \
@@ -387,7 +386,7 @@ def _train(run: _Run, stop: _StopFlag, watch: ParentWatch) -> None:
             if bad:
                 report.close_bar()
                 raise _diverged(run, diverged)
-            cost.update(_account(run, masked, elapsed), elapsed)
+            cost.update(_account(run, step.masked, elapsed), elapsed)
             report.advance()
 
             last_step = budget.should_stop(spent, cost[budget.unit])
@@ -412,14 +411,6 @@ def _train(run: _Run, stop: _StopFlag, watch: ParentWatch) -> None:
         run.trained = True
         _checkpoint(run)
         _stop_orphan(run.spec, watch, spent.steps)
-
-
-def _host_batches(run: _Run) -> list[dict[str, torch.Tensor]]:
-    """One step's global micro-batches, on the host. Every process reads them all and trains on its own
-    slices; they are read as one process would read them, micro-batch by micro-batch, so dynamic masks
-    (keyed by position) are the same for any number of processes."""
-    size, processes = run.spec.optim.micro_batch_size, run.world.size
-    return [_concat([run.stream.next(size) for _ in range(processes)]) for _ in range(run.accumulation)]
 
 
 class _StepCost:
@@ -485,7 +476,7 @@ class _Reporter:
         spent, budget = self.run.spent, self.run.budget
         window = spent.seconds - self.last["seconds"]
         row = {"step": spent.steps, "seconds": round(spent.seconds, 4), "tokens": spent.tokens,
-               "flops": spent.flops, "epochs": round(self.run.stream.epochs_done, 6), "lr": lr,
+               "flops": spent.flops, "epochs": round(self.run.stream.epochs_at(self.run.position), 6), "lr": lr,
                "budget_fraction": round(budget.fraction(spent), 6),
                **{k: float(v) for k, v in components.items()},
                "tokens_per_second": round((spent.tokens - self.last["tokens"]) / window, 1) if window else None}
@@ -575,13 +566,13 @@ def _summary(run: _Run, evaluation: dict[str, Any]) -> dict[str, Any]:
         "tokens": spent.tokens, "flops": spent.flops, "seconds": spent.seconds,
         "tokens_per_second": spent.tokens / spent.seconds if spent.seconds else None,
         "mfu": mfu(spent.flops, spent.seconds, peak_flops(run.device), run.world.size),  # None: peak unknown
-        "epochs": run.stream.epochs_done, "steps": spent.steps, "sequences": spent.sequences,
+        "epochs": run.stream.epochs_at(run.position), "steps": spent.steps, "sequences": spent.sequences,
         "budget": {**budget.as_dict(), "spent": spent.get(budget.unit), "fraction": budget.fraction(spent)},
         "spent": spent.as_dict(), "device": run.hardware, "device_type": run.device.type,
         "precision": str(run.amp_dtype or torch.float32),
         "speed": {"compile": run.compiled.describe() if run.compiled else {"enabled": False},
                   "teacher_dtype": str(next(teacher.parameters()).dtype) if teacher else None,
-                  "fused_adamw": fused_adamw(run.device)},
+                  "fused_adamw": fused_adamw(run.device), "prefetch": run.prefetch},
         "student": vars(spec.student).copy(), "parameters": sum(p.numel() for p in run.student.parameters()),
         "teacher": ({"path": spec.teacher_dir, "layers": teacher.config.num_hidden_layers,
                      "hidden": teacher.config.hidden_size} if teacher else None),
