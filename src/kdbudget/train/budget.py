@@ -9,7 +9,9 @@ every KD run of the group gets what that run spent, in the group's
 ``measure`` unit.
 
 What counts as seconds: the time inside the training loop (data loading,
-teacher and student passes, optimizer steps, logging), for every arm alike.
+teacher and student passes, optimizer steps, logging), for every arm alike;
+with read-ahead (``pretrain.prefetch``) the data loading overlaps the steps'
+compute inside that time (``kdbudget.train.prefetch``).
 Process start-up, loading the model and the teacher, evaluation and
 checkpoint writes do not count; they vary with the file system and the
 cluster, not with the method.

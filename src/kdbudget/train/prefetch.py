@@ -14,8 +14,10 @@ What read-ahead must not change:
 - where a resume starts: ``StepFeed.position`` is the stream's position after the last step the loop
   *took*, which the checkpoint saves; what the reader has read beyond it is dropped and read again;
 - the budget clock's fairness: the setting comes from the plan's common settings, so every arm of a
-  comparison reads ahead or none does. The step clock times what the loop waits for: with read-ahead,
-  the host work the device's compute did not cover (a wait for the reader, the copies' launch).
+  comparison reads ahead or none does. The step clock still times whole steps, and the reader works
+  during them, overlapping the step's compute: a wall-clock budget includes the host work it overlaps
+  (only the part the compute does not hide makes a step longer). A little of it may fall between two
+  steps' clocks (while a metrics row or a checkpoint is written), for every arm alike.
 - no thread outlives the loop: leaving ``StepFeed``'s context (at the end, on a stop or on an error)
   stops the reader and joins it.
 """
