@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -143,8 +145,22 @@ def test_a_resume_with_read_ahead_starts_after_the_last_step_trained(tmp_path, p
         tmp_path / "out" / "straight" / "model.safetensors")
 
 
-def test_a_failing_step_leaves_no_reader_running(tmp_path, packed_data, monkeypatch):
+def test_a_stopped_or_failing_run_leaves_no_reader_running(tmp_path, packed_data, monkeypatch):
     import kdbudget.train.trainer as trainer
+
+    real, calls = trainer.lr_multiplier, []
+
+    def signal_at_step_2(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return real(*args)
+
+    monkeypatch.setattr(trainer, "lr_multiplier", signal_at_step_2)
+    with pytest.raises(trainer.Interrupted):
+        pretrain(RunSpec.from_dict(tiny_spec(tmp_path, packed_data, name="stopped", prefetch=True)))
+    assert len(calls) == 2 and not _readers()
+    monkeypatch.setattr(trainer, "lr_multiplier", real)
 
     steps = []
 

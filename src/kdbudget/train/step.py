@@ -55,7 +55,8 @@ class StepParts:
 
 def train_step(parts: StepParts, micro_batches: Iterable[Batch], accumulation: int) -> dict[str, torch.Tensor]:
     """Take one optimizer step over ``accumulation`` micro-batches (this process's slices, on the
-    host); returns each loss component averaged over them, as device tensors (no sync)."""
+    host, or already on the device where the trainer read them ahead: ``kdbudget.train.prefetch``);
+    returns each loss component averaged over them, as device tensors (no sync)."""
     if parts.compiled is None or not parts.compiled.active:
         return _step(parts, iter(micro_batches), accumulation)
     batches = list(micro_batches)  # host tensors already read: kept for an eager retry
