@@ -31,6 +31,8 @@ PAPER = {
     "tinybert": ("TinyBERT", 5e-4, True, {"add_mlm": False, "mlm_weight": 1.0}),
     "minilm": ("MiniLM", 5e-4, True, {"relation_heads": None}),
     "minilmv2": ("MiniLMv2", 5e-4, True, {"relation_heads": None}),
+    # Table 1's other systems, not in its Table 2 (MobileBERT: Sun et al. 2020, its alpha = 0.5).
+    "mobilebert": ("MobileBERT", 5e-4, True, {"schedule": "joint", "mlm_weight": 0.5, "temperature": 1.0}),
 }
 
 
@@ -101,7 +103,8 @@ def test_the_plan_and_the_report_read_the_registry():
     models = plan_models(validate_config(group_config(list(STRATEGIES)), SCHEMA))
     assert {m.strategy: (m.teacher, m.lr) for m in models.values()} == {
         name: ("t" if teacher else None, lr) for name, (_, lr, teacher, _) in PAPER.items()}
-    assert [label(name, 6) for name in PAPER] == ["No-KD₆", "Vanilla-KD₆", "TinyBERT₆", "MiniLM₆", "MiniLMv2₆"]
+    assert [label(name, 6) for name in PAPER] == ["No-KD₆", "Vanilla-KD₆", "TinyBERT₆", "MiniLM₆", "MiniLMv2₆",
+                                                "MobileBERT₆"]
     assert COLORS == {name: s.color for name, s in STRATEGIES.items()} and len(set(COLORS.values())) == len(COLORS)
     assert _color("unregistered").startswith("#")
 

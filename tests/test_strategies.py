@@ -128,7 +128,7 @@ def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> bool:
 
 
 def test_registry_and_options() -> None:
-    assert set(REGISTRY) == {"nokd", "vanillakd", "tinybert", "minilm", "minilmv2"}
+    assert set(REGISTRY) == {"nokd", "vanillakd", "tinybert", "minilm", "minilmv2", "mobilebert"}
     with pytest.raises(KeyError, match="known"):
         build_strategy("distilbert", STUDENT, TEACHER_SAME_WIDTH)
     with pytest.raises(TypeError):
@@ -304,6 +304,8 @@ def test_paper_code_differs_only_where_the_released_code_does() -> None:
         batch = make_batch(lengths)
         student, teacher = random_output(STUDENT, batch, 1), random_output(TEACHER_SAME_WIDTH, batch, 2)
         for name in REGISTRY:
+            if name == "mobilebert":  # needs every layer's hidden states and probabilities: tests/test_mobilebert.py
+                continue
             paper = build_strategy(name, STUDENT, TEACHER_SAME_WIDTH)(student, teacher, batch)
             code = build_strategy(name, STUDENT, TEACHER_SAME_WIDTH, fidelity="paper_code")(student, teacher, batch)
             assert set(paper) == set(code)

@@ -93,6 +93,10 @@ STRATEGIES: Mapping[str, StrategyInfo] = _register(
         "mlm_weight": {"type": "number", "minimum": 0, "default": 1.0}}),
     StrategyInfo("minilm", "MiniLM", "MiniLM", "#ff7f0e", lr=5.0e-4, options=_RELATION_HEADS),
     StrategyInfo("minilmv2", "MiniLMv2", "MiniLMv2", "#9467bd", lr=5.0e-4, options=_RELATION_HEADS),
+    StrategyInfo("mobilebert", "MobileBERT", "MobileBERT", "#e377c2", lr=5.0e-4, options={
+        "schedule": {"enum": ["joint", "progressive"], "default": "joint"},
+        "mlm_weight": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+        "temperature": {"type": "number", "exclusiveMinimum": 0, "default": 1.0}}),
 )
 
 
