@@ -439,3 +439,30 @@ def test_a_progressive_run_spends_its_budget_through_the_stages(tmp_path, packed
     assert summary["validation"]["mlm_head_trained"]
     model = AutoModelForMaskedLM.from_pretrained(out)
     assert type(model).__name__ == "MobileBertForMaskedLM" and model.config.num_feedforward_networks == 2
+
+
+def test_a_progressive_follower_spends_the_reference_budget(tmp_path, packed_data):
+    """The stages split the budget; the total is the No-KD reference's FLOPs, within half a step."""
+    meta = json.loads((packed_data / "meta.json").read_text())
+    reference = pretrain(RunSpec.from_dict(tiny_spec(tmp_path, packed_data, budget={
+        "mode": "reference", "is_reference": True, "epochs": 0.5, "measure": "flops"})))
+    teacher_dir = make_teacher(tmp_path, packed_data, meta["vocab_size"], layers=3)
+    follower = pretrain(RunSpec.from_dict(tiny_spec(
+        tmp_path, packed_data, name="mobilebert2", strategy="mobilebert", student=SMALL,
+        teacher_dir=str(teacher_dir), strategy_options={"schedule": "progressive"},
+        budget={"mode": "reference", "measure": "flops",
+                "reference_summary": str(tmp_path / "out" / "nokd2" / "summary.json")})))
+    rows = [json.loads(line) for line in (tmp_path / "out" / "mobilebert2" / "metrics.jsonl").read_text().splitlines()]
+    last_step = rows[-1]["flops"] - rows[-2]["flops"]
+    assert abs(follower["flops"] - reference["flops"]) <= last_step / 2
+    assert {"fmt" in r for r in rows} == {True, False}  # it went through the layer stages and the last one
+
+
+def test_the_trainer_refuses_a_strategy_the_student_cannot_serve(tmp_path, packed_data):
+    meta = json.loads((packed_data / "meta.json").read_text())
+    teacher_dir = make_teacher(tmp_path, packed_data, meta["vocab_size"])
+    spec = tiny_spec(tmp_path, packed_data, name="tinybert2", strategy="tinybert", student={**SMALL, "heads": 4},
+                     teacher_dir=str(teacher_dir))
+    with pytest.raises(ValueError, match="tinybert2: strategy 'tinybert': a MobileBERT student"):
+        pretrain(RunSpec.from_dict(spec))
+    assert not (tmp_path / "out" / "tinybert2").exists()
