@@ -311,7 +311,7 @@ def test_progressive_flops_never_undercount(monkeypatch):
 def test_student_saves_as_transformers_mobilebert(tmp_path):
     from transformers import AutoModelForMaskedLM, MobileBertForMaskedLM
 
-    from kdbudget.model import save_pretrained
+    from kdbudget.model import load_pretrained, save_pretrained
 
     torch.manual_seed(0)
     model = KDMobileBertForMaskedLM(STUDENT).eval()
@@ -324,6 +324,8 @@ def test_student_saves_as_transformers_mobilebert(tmp_path):
     assert torch.allclose(ours.logits, theirs, atol=1e-5)
     sparse = model(**batch)  # the head at the masked positions only, as our BERT
     assert torch.allclose(sparse.logits, theirs[batch["labels"] != -100], atol=1e-5)
+    with pytest.raises(ValueError, match="MobileBERT model.*GLUE"):  # our BERT loader (teachers, GLUE) says why
+        load_pretrained(tmp_path / "mobile")
 
 
 def test_student_probabilities_are_transformers_eager_ones_without_dropout():
@@ -466,3 +468,17 @@ def test_the_trainer_refuses_a_strategy_the_student_cannot_serve(tmp_path, packe
     with pytest.raises(ValueError, match="tinybert2: strategy 'tinybert': a MobileBERT student"):
         pretrain(RunSpec.from_dict(spec))
     assert not (tmp_path / "out" / "tinybert2").exists()
+
+
+@pytest.mark.parametrize("schedule,fraction", [("joint", 0.0), ("progressive", 0.1), ("progressive", 0.9)])
+def test_losses_are_fp32_under_bf16_autocast(schedule, fraction):
+    student, teacher = KDMobileBertForMaskedLM(STUDENT), KDBertForMaskedLM(TEACHER)
+    strategy = build_strategy("mobilebert", STUDENT, TEACHER, schedule=schedule)
+    strategy.begin_step(fraction, student)
+    batch = make_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = student(**batch, request=strategy.student_needs)
+        losses = strategy(out, teacher_forward(teacher, batch, strategy.teacher_needs), batch)
+    for key, value in losses.items():
+        assert value.dtype == torch.float32 and value.dim() == 0 and torch.isfinite(value), key
+    losses["loss"].backward()

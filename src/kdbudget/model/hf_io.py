@@ -48,6 +48,7 @@ from torch import nn
 from transformers import BertConfig, RobertaPreLayerNormConfig
 
 from .bert import KDBertForMaskedLM, is_pre_norm
+from .mobilebert import MODEL_TYPE as MOBILEBERT_TYPE
 from .mobilebert import KDMobileBertForMaskedLM
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,10 @@ def read_config(directory: str | os.PathLike) -> BertConfig:
             raise ValueError(f"{config_path}: max_position_embeddings {theirs.max_position_embeddings} "
                              f"leaves no position after padding_idx {config.pad_token_id}")
         return config
+    if model_type == MOBILEBERT_TYPE:  # our MobileBERT student: transformers loads it, our BERT code does not
+        raise ValueError(f"{config_path}: a MobileBERT model (a student shape option) can be pretrained and loaded "
+                         "with transformers' AutoModelForMaskedLM, but not used as a teacher or fine-tuned by the "
+                         "GLUE stage, which take BERT checkpoints")
     raise ValueError(f"{config_path}: model_type is {model_type!r}, expected {BERT_TYPE!r} or {PRE_LN_TYPE!r}")
 
 
