@@ -343,7 +343,7 @@ def test_student_probabilities_are_transformers_eager_ones_without_dropout():
     for i in (0, 1):
         assert torch.allclose(ours.layer(i).probs, theirs.attentions[i], atol=1e-6)
         assert torch.allclose(ours.hidden_states[i + 1], theirs.hidden_states[i + 1], atol=1e-5)
-    assert float(ours.layer(0).probs[2, :, :, 6:].abs().max()) == 0.0  # padded keys
+    assert ours.layer(0).probs[2, :, :, 6:].abs().max().item() == 0.0  # padded keys
 
 
 def test_student_refuses_what_it_cannot_return():
