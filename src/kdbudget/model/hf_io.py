@@ -23,7 +23,8 @@ the pooler and NSP weights of pretraining checkpoints are dropped.
 
 Saving writes `config.json` + `model.safetensors` into a temporary directory
 beside the target and renames it into place, so a reader never sees half a
-checkpoint. The tied decoder weight and bias are left out, as transformers
+checkpoint. A MobileBERT student (`mobilebert.py`) is saved by transformers'
+own `save_pretrained` into that temporary directory. The tied decoder weight and bias are left out, as transformers
 does, and `AutoModelForMaskedLM.from_pretrained(dir)` loads the result with
 no missing or unexpected keys. `pre_ln_config` and `to_pre_ln_state` are
 also how GLUE fine-tuning saves a pre-LN classifier.
@@ -37,6 +38,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -46,6 +48,8 @@ from torch import nn
 from transformers import BertConfig, RobertaPreLayerNormConfig
 
 from .bert import KDBertForMaskedLM, is_pre_norm
+from .mobilebert import MODEL_TYPE as MOBILEBERT_TYPE
+from .mobilebert import KDMobileBertForMaskedLM
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +235,10 @@ def read_config(directory: str | os.PathLike) -> BertConfig:
             raise ValueError(f"{config_path}: max_position_embeddings {theirs.max_position_embeddings} "
                              f"leaves no position after padding_idx {config.pad_token_id}")
         return config
+    if model_type == MOBILEBERT_TYPE:  # our MobileBERT student: transformers loads it, our BERT code does not
+        raise ValueError(f"{config_path}: a MobileBERT model (a student shape option) can be pretrained and loaded "
+                         "with transformers' AutoModelForMaskedLM, but not used as a teacher or fine-tuned by the "
+                         "GLUE stage, which take BERT checkpoints")
     raise ValueError(f"{config_path}: model_type is {model_type!r}, expected {BERT_TYPE!r} or {PRE_LN_TYPE!r}")
 
 
@@ -290,25 +298,24 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write `config.json` + `model.safetensors` atomically into `out_dir`:
-    a `BertForMaskedLM` (post-LN) or a `RobertaPreLayerNormForMaskedLM` (pre-LN).
+    a `BertForMaskedLM` (post-LN), a `RobertaPreLayerNormForMaskedLM` (pre-LN)
+    or, for the MobileBERT student, transformers' own `MobileBertForMaskedLM` files.
 
     The files go to a temporary directory in the same parent, which is then
     renamed onto `out_dir`; an existing `out_dir` is replaced (or refused with
     `overwrite=False`).
     """
     model = _unwrap(model)
+    if isinstance(model, KDMobileBertForMaskedLM):
+        return _save_staged(out_dir, overwrite, lambda staging: model.hf.save_pretrained(str(staging)))
     if not isinstance(model, KDBertForMaskedLM):
-        raise TypeError(f"expected a KDBertForMaskedLM, got {type(model).__name__}")
+        raise TypeError(f"expected a KDBertForMaskedLM or KDMobileBertForMaskedLM, got {type(model).__name__}")
     pre_norm = is_pre_norm(model.config)
     if pre_norm and model.config.hidden_act != "gelu":  # RoBERTa's MLM head applies gelu whatever hidden_act says
         raise ValueError(f"a pre-LN model saves as RobertaPreLayerNorm, whose MLM head needs hidden_act 'gelu' "
                          f"(got {model.config.hidden_act!r})")
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+
+    def write(staging: Path) -> None:
         state = {
             key: value.detach().to("cpu").contiguous()
             for key, value in model.state_dict().items()
@@ -323,6 +330,19 @@ def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, *, overwrite: 
             config.tie_word_embeddings = True
         config.save_pretrained(str(staging))
         save_file(state, str(staging / SAFETENSORS_FILE), metadata={"format": "pt"})
+
+    return _save_staged(out_dir, overwrite, write)
+
+
+def _save_staged(out_dir: str | os.PathLike, overwrite: bool, write: Callable[[Path], object]) -> Path:
+    """Run ``write(staging)`` into a temporary directory beside ``out_dir``, then rename it onto ``out_dir``."""
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise FileExistsError(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        write(staging)
         if out.exists():
             retired = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(out, retired)

@@ -35,6 +35,7 @@ from kdbudget.model import (
     save_pretrained,
 )
 from kdbudget.model.flops import teacher_forward_extent, teacher_step_flops, train_step_flops
+from kdbudget.model.mobilebert import KDMobileBertForMaskedLM, check_request, mobilebert_config
 from kdbudget.strategies import build_strategy
 from kdbudget.teacher_cost import resolve_teacher_cost
 from kdbudget.train.budget import Budget, Spent
@@ -148,12 +149,19 @@ def check_teacher_vocabulary(teacher_dir: Path, teacher_vocab: int, meta: dict[s
             )
 
 
-def build_student(spec: RunSpec, meta: dict[str, Any]) -> KDBertForMaskedLM:
+def build_student(spec: RunSpec, meta: dict[str, Any]) -> KDBertForMaskedLM | KDMobileBertForMaskedLM:
     s = spec.student
+    pad = meta["tokenizer"]["special_ids"]["pad"]
+    if s.mobilebert is not None:  # the inverted-bottleneck student (kdbudget.model.mobilebert); no LayerNorm choice
+        config = mobilebert_config(s.layers, s.hidden, s.heads, s.intermediate, meta["vocab_size"], s.max_positions,
+                                   **s.mobilebert, hidden_dropout_prob=s.dropout,
+                                   attention_probs_dropout_prob=s.dropout, initializer_range=s.init_std,
+                                   pad_token_id=pad)
+        return KDMobileBertForMaskedLM(config)
     config = bert_config(s.layers, s.hidden, s.heads, s.intermediate, meta["vocab_size"], s.max_positions,
                          hidden_dropout_prob=s.dropout, attention_probs_dropout_prob=s.dropout,
                          initializer_range=s.init_std, layer_norm=s.layer_norm,
-                         pad_token_id=meta["tokenizer"]["special_ids"]["pad"])
+                         pad_token_id=pad)
     return KDBertForMaskedLM(config)
 
 
@@ -194,6 +202,8 @@ _RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_s
 def run_identity(spec: RunSpec) -> str:
     """A JSON fingerprint of the settings a resumed run must share with the interrupted one."""
     settings = {k: v for k, v in spec.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    if settings["student"].get("mobilebert") is None:  # a BERT student keeps the identity it had before the option
+        settings["student"] = {k: v for k, v in settings["student"].items() if k != "mobilebert"}
     return json.dumps(settings, sort_keys=True, default=str)
 
 
@@ -275,6 +285,11 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
                               **spec.strategy_options).to(device)
     if strategy.teacher_needs is not None and teacher is None:
         raise ValueError(f"{spec.name}: strategy {spec.strategy!r} needs a teacher (no teacher_dir given)")
+    if isinstance(student, KDMobileBertForMaskedLM):
+        try:
+            check_request(strategy.student_needs)
+        except ValueError as error:
+            raise ValueError(f"{spec.name}: strategy {spec.strategy!r}: {error}") from None
 
     checkpoint_dir = Path(spec.checkpoint_dir)
     state = load_checkpoint(checkpoint_dir)
@@ -379,7 +394,8 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
         while not trained and not budget.should_stop(spent, step_cost[budget.unit]):
             clock.start()
             fraction = budget.fraction(spent)
-            lr = opt.lr * lr_multiplier(fraction, opt.warmup)
+            strategy.begin_step(fraction, student)  # a staged strategy switches stage by the budget spent
+            lr = opt.lr * lr_multiplier(strategy.schedule_fraction(fraction), opt.warmup)
             set_lr(optimizer, lr)
             # Every process reads the global micro-batches and trains on its own slices. They are
             # read as one process would read them, micro-batch by micro-batch, so dynamic masks (keyed
