@@ -2,7 +2,7 @@
 # summaries in the model directories (never the weights), so the README's rebuild command
 #   snakemake --cores 1 table --allowed-rules table2 plots table --forcerun table2 plots
 # regenerates them from cached results without any training or fine-tuning job.
-from kdbudget.report.table import layout_from_plan, layout_to_data
+from kdbudget.report.layout import layout_from_plan, layout_to_data
 
 
 # Seconds of work on small files: never worth a cluster job.

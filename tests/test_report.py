@@ -13,11 +13,11 @@ import pytest
 from conftest import ROOT, base_config, run_snakemake
 
 from kdbudget.config import validate_config
+from kdbudget.report.formats import format_tokens, render_csv, render_latex, render_markdown
+from kdbudget.report.layout import layout_from_config
 from kdbudget.report.paper import check_paper_table, exact_avg, load_paper_table, round1
-from kdbudget.report.table import (
-    TASKS, MissingResultsError, build_table, format_tokens, layout_from_config, load_results, render_csv,
-    render_latex, render_markdown,
-)
+from kdbudget.report.results import load_results
+from kdbudget.report.table import TASKS, MissingResultsError, build_table
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SHAPE = {"layers": 6, "hidden": 32, "heads": 4, "intermediate": 64}
@@ -182,7 +182,7 @@ def test_missing_model_with_the_flag_is_a_marked_gap(tmp_path, layout):
 
 
 def test_a_group_without_no_kd_has_no_delta(tmp_path):
-    from kdbudget.report.table import GroupLayout, ModelLayout
+    from kdbudget.report.layout import GroupLayout, ModelLayout
 
     write_fixture_results(tmp_path)
     layout = [GroupLayout("kd_only", "KD only", (ModelLayout("minilm6", "minilm", 6),))]
@@ -324,9 +324,9 @@ def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_dat
     import shutil
 
     import torch
+    from conftest import tiny_spec
     from transformers import BertConfig, BertForMaskedLM
 
-    from conftest import tiny_spec
     from kdbudget.report.plots import plot_budget, plot_loss_curves, plot_throughput
     from kdbudget.train.spec import RunSpec
     from kdbudget.train.trainer import pretrain

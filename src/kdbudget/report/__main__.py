@@ -18,8 +18,11 @@ import yaml
 
 from kdbudget.config import ConfigError, validate_config
 from kdbudget.log import setup_logging
+from kdbudget.report.formats import RENDERERS
+from kdbudget.report.layout import layout_from_config
 from kdbudget.report.render import write_docs, write_plots, write_tables
-from kdbudget.report.table import RENDERERS, MissingResultsError, build_table, layout_from_config, load_results
+from kdbudget.report.results import load_results
+from kdbudget.report.table import MissingResultsError, build_table
 
 log = logging.getLogger("kdbudget.report")
 SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"

@@ -26,7 +26,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from kdbudget.io import atomic_path
-from kdbudget.report.table import TASK_HEADERS, TASKS, Block, ModelResults, Row, format_tokens
+from kdbudget.report.formats import format_tokens
+from kdbudget.report.results import ModelResults
+from kdbudget.report.table import TASK_HEADERS, TASKS, Block, Row
 from kdbudget.strategies.registry import STRATEGIES
 
 PLOTS = ("throughput", "loss_curves", "glue_delta", "budget")
@@ -125,7 +127,7 @@ def _curve(rows: Sequence[dict[str, Any]], x_key: str) -> tuple[list[float], lis
 def plot_loss_curves(blocks: Sequence[Block], results: Mapping[str, ModelResults]) -> Figure:
     fig = Figure(figsize=(11, 3.4 * len(blocks) + 0.4), layout="constrained")
     axes = fig.subplots(len(blocks), 2, squeeze=False)
-    for (time_ax, flops_ax), block in zip(axes, blocks):
+    for (time_ax, flops_ax), block in zip(axes, blocks, strict=True):
         for row in block.rows:
             metrics = results[row.model].metrics if row.model in results else None
             if not metrics:
@@ -155,7 +157,7 @@ def plot_glue_delta(blocks: Sequence[Block]) -> Figure:
     names = [TASK_HEADERS[t][0] for t in TASKS] + ["Avg"]
     fig = Figure(figsize=(10, 3.3 * len(blocks) + 0.4), layout="constrained")
     axes = fig.subplots(len(blocks), 1, squeeze=False)[:, 0]
-    for ax, block in zip(axes, blocks):
+    for ax, block in zip(axes, blocks, strict=True):
         ax.set_title(textwrap.fill(block.title, 90))
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(columns)), names)
@@ -171,7 +173,7 @@ def plot_glue_delta(blocks: Sequence[Block]) -> Figure:
             values = [None if row.scores[t] is None or reference.scores[t] is None else row.scores[t] - reference.scores[t]
                       for t in TASKS] + [row.delta]
             xs = [c - 0.4 + width * (i + 0.5) for c in range(len(columns))]
-            ax.bar([x for x, v in zip(xs, values) if v is not None], [v for v in values if v is not None],
+            ax.bar([x for x, v in zip(xs, values, strict=True) if v is not None], [v for v in values if v is not None],
                    width=width, color=_color(row.strategy), label=row.label)
         ax.legend(fontsize=8, ncols=len(others), loc="best")
     fig.suptitle("GLUE dev score difference against the group's No-KD model (x100; Avg: the Table 2 Delta)")
@@ -197,7 +199,7 @@ def plot_budget(blocks: Sequence[Block], results: Mapping[str, ModelResults]) ->
     fig = Figure(figsize=(max(6.5, 1.6 * max(len(b.rows) for b in blocks) + 2), 3.4 * len(blocks) + 0.4),
                  layout="constrained")
     axes = fig.subplots(len(blocks), 1, squeeze=False)[:, 0]
-    for ax, block in zip(axes, blocks):
+    for ax, block in zip(axes, blocks, strict=True):
         summaries = {r.model: results[r.model].pretrain for r in block.rows
                      if r.model in results and results[r.model].pretrain}
         ax.set_title(textwrap.fill(block.title, 80))

@@ -1,4 +1,4 @@
-"""Writing every output: the table files, the comparison with the paper, the plots, the docs copies."""
+"""Writing every output (atomically): the table files, the comparison with the paper, the plots, the docs copies."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kdbudget.io import atomic_path
+from kdbudget.report.formats import RENDERERS, TABLE_FILES
 from kdbudget.report.paper import PaperRow, render_comparison
-from kdbudget.report.table import RENDERERS, TABLE_FILES, Block, ModelResults
+from kdbudget.report.results import ModelResults
+from kdbudget.report.table import Block
 
 COMPARISON_FILES = {"md": "table2_vs_paper.md", "html": "table2_vs_paper.html"}
 
