@@ -1,4 +1,12 @@
-"""Table 2 as text: the cells' formatting and the Markdown, LaTeX, CSV and HTML renderings of built blocks."""
+"""Table 2 as text: the cells' formatting and the Markdown, LaTeX, CSV and HTML renderings of built blocks.
+
+A row of several runs shows ``mean ± std`` per task and for Avg, and its Delta
+with the 95% interval, ``+1.5 [+0.2, +2.8]*`` (``*``: the interval excludes
+0); a task cell with degenerate fine-tuning carries ``†``. The notes that
+explain them appear only when a row needs them, so a table of single runs
+reads as before. The budget ledger (``ledger``) is a compact last column in
+Markdown and full columns in CSV and HTML.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import html
 import io
 from collections.abc import Sequence
 
+from kdbudget.report.ledger import Ledger
 from kdbudget.report.table import STRATEGY_LABELS, TASK_HEADERS, TASKS, Block, Row
 
 GAP = "n/a"
@@ -14,6 +23,18 @@ TABLE_FILES = {"md": "table2.md", "tex": "table2.tex", "csv": "table2.csv", "htm
 NOTE = ("GLUE dev scores x100 (MNLI: matched accuracy; MRPC: F1; CoLA: Matthews correlation; others: accuracy). "
         "Total Token Throughput: tokens processed in pretraining. Avg: mean of the seven task columns; "
         "Delta: Avg minus the Avg of the group's No-KD row, both from unrounded scores.")
+BUDGET_NOTE = ("Budget: what the run spent in its group's budget measure (% of the budget), passes over the "
+               "training data (ep), the teacher's share of the run's FLOPs and whether its forward ran in full.")
+SPREAD_NOTE = ("Rows of several runs: mean ± sample standard deviation, over the pretraining seeds (each seed's "
+               "score a mean over its GLUE seeds), or over the GLUE seeds where there is one pretraining run.")
+CI_NOTES = {
+    "paired-t": "paired t-interval over the pretraining seeds both rows have (each run against the No-KD run of "
+                "its own seed)",
+    "welch-t": "Welch t-interval on the two rows' per-GLUE-seed Avgs (one pretraining run each)",
+}
+DEGENERATE_MARK = "†"
+SIGNIFICANT_MARK = "*"
+MEASURE_SHORT = {"flops": "FLOPs", "seconds": "s", "tokens": "tokens"}
 
 # --- cells ------------------------------------------------------------------------
 
@@ -58,10 +79,70 @@ def format_delta(x: float | None, *, reference: bool = False) -> str:
     return "0.0" if text in ("+0.0", "-0.0") else text
 
 
+def format_spread(x: float | None, spread: float | None) -> str:
+    """``61.7 ± 1.2``; the bare score without a spread."""
+    return format_score(x) + ("" if x is None or spread is None else f" ± {spread:.1f}")
+
+
+def delta_cell(row: Row) -> str:
+    """Delta, with its 95% interval and the marker where the interval excludes 0."""
+    text = format_delta(row.delta, reference=row.is_reference or not row.compared)
+    ci = row.delta_ci
+    if ci is None or row.delta is None:
+        return text
+    return f"{text} [{ci.low:+.1f}, {ci.high:+.1f}]" + (SIGNIFICANT_MARK if ci.excludes_zero else "")
+
+
 def row_cells(row: Row) -> list[str]:
     """A row's printed cells after its label: tokens, the task scores, Avg and Delta."""
-    return ([format_tokens(row.tokens)] + [format_score(row.scores[t]) for t in TASKS]
-            + [format_score(row.avg), format_delta(row.delta, reference=row.is_reference or not row.compared)])
+    spread = row.std if row.repeated else {}
+    flagged = row.degenerate
+    return ([format_tokens(row.tokens)]
+            + [format_spread(row.scores[t], spread.get(t)) + (DEGENERATE_MARK if t in flagged else "") for t in TASKS]
+            + [format_spread(row.avg, row.avg_std if row.repeated else None), delta_cell(row)])
+
+
+def _amount(value: float | None, measure: str | None) -> str:
+    if value is None:
+        return GAP
+    return f"{format_tokens(value)} {MEASURE_SHORT.get(measure or '', measure or '')}".rstrip()
+
+
+def _teacher(ledger: Ledger) -> tuple[str, str]:
+    """(the teacher's share of the FLOPs, its forward), a dash for a run without a teacher."""
+    if not ledger.has_teacher:
+        return "–", "–"
+    share = GAP if ledger.teacher_share is None else f"{100 * ledger.teacher_share:.0f}%"
+    return share, ledger.teacher_forward or GAP
+
+
+def ledger_compact(ledger: Ledger) -> str:
+    """The Markdown column: ``4.6T FLOPs (100.0%), 1.41 ep, teacher 62% partial``."""
+    spent = _amount(ledger.spent, ledger.measure)
+    if ledger.spent is not None and ledger.amount:
+        spent += f" ({100 * ledger.spent / ledger.amount:.1f}%)"
+    epochs = GAP if ledger.epochs is None else f"{ledger.epochs:.2f}"
+    share, forward = _teacher(ledger)
+    teacher = "" if not ledger.has_teacher else f", teacher {share}" + ("" if forward == GAP else f" {forward}")
+    return f"{spent}, {epochs} ep{teacher}"
+
+
+LEDGER_HEADERS = ["Budget measure", "Budget", "Spent", "Epochs", "Teacher share of FLOPs", "Teacher forward",
+                  "Teacher pretraining cost", "Device"]
+
+
+def ledger_cells(ledger: Ledger) -> list[str]:
+    """The HTML columns of :data:`LEDGER_HEADERS` (tokens are Table 2's own column)."""
+    share, forward = _teacher(ledger)
+    if not ledger.has_teacher:
+        cost = "–"
+    else:
+        known = [_amount(ledger.teacher_cost_flops, "flops") if ledger.teacher_cost_flops is not None else "",
+                 f"{ledger.teacher_cost_gpu_hours:g} GPU-h" if ledger.teacher_cost_gpu_hours is not None else ""]
+        cost = ", ".join(k for k in known if k) or GAP
+        cost += f" ({ledger.teacher_cost_source})" if ledger.teacher_cost_source and cost != GAP else ""
+    return [ledger.measure or GAP, _amount(ledger.amount, ledger.measure), _amount(ledger.spent, ledger.measure),
+            GAP if ledger.epochs is None else f"{ledger.epochs:.2f}", share, forward, cost, ledger.device or GAP]
 
 
 def headers() -> list[str]:
@@ -73,16 +154,34 @@ def _missing_notes(blocks: Sequence[Block]) -> list[str]:
     return [f"{row.model}: {', '.join(row.missing)}" for b in blocks for row in b.rows if row.missing]
 
 
+def extra_notes(blocks: Sequence[Block]) -> list[str]:
+    """The notes on spreads, intervals and degenerate runs, for the rows that need them (none for single runs)."""
+    rows = [row for b in blocks for row in b.rows]
+    notes = [SPREAD_NOTE] if any(row.repeated for row in rows) else []
+    methods = list(dict.fromkeys(row.delta_ci.method for row in rows if row.delta_ci is not None))
+    if methods:
+        notes.append("Δ [95% CI]: " + "; ".join(CI_NOTES[m] for m in methods)
+                     + f". {SIGNIFICANT_MARK}: the interval excludes 0.")
+    degenerate = [f"{row.label} {TASK_HEADERS[t][0]}: {', '.join(runs)}"
+                  for row in rows for t, runs in row.degenerate.items()]
+    if degenerate:
+        notes.append(f"{DEGENERATE_MARK}: degenerate fine-tuning (a constant prediction), kept in the mean: "
+                     + "; ".join(degenerate) + ".")
+    return notes
+
+
 # --- renderings --------------------------------------------------------------------
 
 
 def render_markdown(blocks: Sequence[Block]) -> str:
-    cols = ["Model", *headers()]
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join([":---"] + ["---:"] * (len(cols) - 1)) + " |"]
+    cols = ["Model", *headers(), "Budget"]
+    lines = ["| " + " | ".join(cols) + " |",
+             "| " + " | ".join([":---"] + ["---:"] * (len(cols) - 2) + [":---"]) + " |"]
     for block in blocks:
         lines.append("| " + " | ".join([f"*{block.title}*"] + [""] * (len(cols) - 1)) + " |")
-        lines += ["| " + " | ".join([row.label, *row_cells(row)]) + " |" for row in block.rows]
-    text = "\n".join(lines) + "\n\n" + NOTE + "\n"
+        lines += ["| " + " | ".join([row.label, *row_cells(row), ledger_compact(row.ledger)]) + " |"
+                  for row in block.rows]
+    text = "\n".join(lines) + "\n\n" + " ".join([NOTE, *extra_notes(blocks), BUDGET_NOTE]) + "\n"
     missing = _missing_notes(blocks)
     if missing:
         text += f"\n{GAP}: results missing (rendered with --allow-missing):\n" + "".join(f"- {m}\n" for m in missing)
@@ -101,8 +200,9 @@ def _tex_cell(text: str) -> str:
     if text == "–":
         return "--"
     if text[:1] in "+-" and text != GAP:
-        return f"${text[0]}${text[1:]}"
-    return text
+        text = f"${text[0]}${text[1:]}"
+    return (text.replace(" ± ", r" $\pm$ ").replace(DEGENERATE_MARK, r"$^\dagger$")
+            .replace(" [+", " [$+$").replace(" [-", " [$-$").replace(", +", ", $+$").replace(", -", ", $-$"))
 
 
 def render_latex(blocks: Sequence[Block], *, caption: str | None = None, tex_label: str = "tab:table2") -> str:
@@ -121,7 +221,8 @@ def render_latex(blocks: Sequence[Block], *, caption: str | None = None, tex_lab
         for row in block.rows:
             name = f"{_tex_escape(STRATEGY_LABELS.get(row.strategy, row.strategy))}$_{{{row.layers}}}$"
             lines.append(" & ".join([name] + [_tex_cell(c) for c in row_cells(row)]) + r" \\")
-    caption = caption or NOTE.replace("Delta", r"$\Delta$")
+    caption = caption or " ".join([NOTE, *extra_notes(blocks)]).replace("Delta", r"$\Delta$").replace(
+        "Δ", r"$\Delta$").replace(" ± ", r" $\pm$ ").replace(DEGENERATE_MARK, r"$^\dagger$")
     missing = _missing_notes(blocks)
     if missing:
         caption += f" {GAP}: results missing ({'; '.join(missing)})."
@@ -135,9 +236,13 @@ def _tex_escape_caption(text: str) -> str:
     return "$".join(_tex_escape(p) if i % 2 == 0 else p for i, p in enumerate(parts))
 
 
-# "label" (the strategy's row label, without the layer subscript) comes last so that existing columns keep their place.
+# New columns come last so that existing columns keep their place: "label" (the strategy's row label, without
+# the layer subscript), then the runs behind a row and their spread, Delta's interval, the budget ledger.
 CSV_COLUMNS = ["group", "group_title", "model", "strategy", "layers", "tokens", "throughput", *TASKS, "avg", "delta",
-               "missing", "label"]
+               "missing", "label", "budget_scale", "runs", "seeds", "glue_seeds", *(f"{t}_std" for t in TASKS),
+               "avg_std", "delta_ci_low", "delta_ci_high", "delta_ci_method", "delta_ci_excludes_zero", "degenerate",
+               "budget_measure", "budget_amount", "budget_spent", "epochs", "teacher_flops_share", "teacher_forward",
+               "teacher_cost_flops", "teacher_cost_gpu_hours", "teacher_cost_source", "device"]
 
 
 def render_csv(blocks: Sequence[Block]) -> str:
@@ -145,15 +250,27 @@ def render_csv(blocks: Sequence[Block]) -> str:
     def number(x: float | None) -> str:
         return "" if x is None else f"{x:.4f}"
 
+    def raw(x: object) -> str:
+        return "" if x is None else str(x)
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for block in blocks:
         for row in block.rows:
-            writer.writerow([block.group, block.title, row.model, row.strategy, row.layers,
-                             "" if row.tokens is None else row.tokens, format_tokens(row.tokens) if row.tokens is not None else "",
+            ci, ledger = row.delta_ci, row.ledger
+            writer.writerow([block.group, block.title, row.model, row.strategy, row.layers, raw(row.tokens),
+                             "" if row.tokens is None else format_tokens(row.tokens),
                              *(number(row.scores[t]) for t in TASKS), number(row.avg), number(row.delta),
-                             "; ".join(row.missing), STRATEGY_LABELS.get(row.strategy, row.strategy)])
+                             "; ".join(row.missing), STRATEGY_LABELS.get(row.strategy, row.strategy),
+                             f"{row.scale:g}", len(row.runs), " ".join(raw(r.seed) for r in row.runs), row.glue_seeds,
+                             *(number(row.std.get(t)) for t in TASKS), number(row.avg_std),
+                             number(ci and ci.low), number(ci and ci.high), ci.method if ci else "",
+                             "" if ci is None else str(ci.excludes_zero).lower(),
+                             "; ".join(f"{t}: {', '.join(runs)}" for t, runs in row.degenerate.items()),
+                             raw(ledger.measure), raw(ledger.amount), raw(ledger.spent), raw(ledger.epochs),
+                             raw(ledger.teacher_share), raw(ledger.teacher_forward), raw(ledger.teacher_cost_flops),
+                             raw(ledger.teacher_cost_gpu_hours), raw(ledger.teacher_cost_source), raw(ledger.device)])
     return out.getvalue()
 
 
@@ -166,14 +283,13 @@ HTML_STYLE = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:co
 def render_html(blocks: Sequence[Block], *, title: str = "Table 2") -> str:
     """A standalone HTML page (the report embeds it)."""
     esc = html.escape
-    n = 1 + len(headers())
-    body = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in ["Model", *headers()]) + "</tr></thead>",
-            "<tbody>"]
+    cols = ["Model", *headers(), *LEDGER_HEADERS]
+    body = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in cols) + "</tr></thead>", "<tbody>"]
     for block in blocks:
-        body.append(f'<tr class="block"><td colspan="{n}">{esc(block.title)}</td></tr>')
-        body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in [row.label, *row_cells(row)]) + "</tr>"
-                 for row in block.rows]
-    body += ["</tbody>", "</table>", f"<p>{esc(NOTE)}</p>"]
+        body.append(f'<tr class="block"><td colspan="{len(cols)}">{esc(block.title)}</td></tr>')
+        body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in [row.label, *row_cells(row), *ledger_cells(row.ledger)])
+                 + "</tr>" for row in block.rows]
+    body += ["</tbody>", "</table>", *(f"<p>{esc(note)}</p>" for note in [NOTE, *extra_notes(blocks)])]
     missing = _missing_notes(blocks)
     if missing:
         body.append(f"<p>{GAP}: results missing: {esc('; '.join(missing))}</p>")

@@ -170,8 +170,8 @@ def plot_glue_delta(blocks: Sequence[Block]) -> Figure:
             continue
         width = 0.8 / len(others)
         for i, row in enumerate(others):
-            values = [None if row.scores[t] is None or reference.scores[t] is None else row.scores[t] - reference.scores[t]
-                      for t in TASKS] + [row.delta]
+            values = [None if row.scores[t] is None or reference.scores[t] is None
+                      else row.scores[t] - reference.scores[t] for t in TASKS] + [row.delta]
             xs = [c - 0.4 + width * (i + 0.5) for c in range(len(columns))]
             ax.bar([x for x, v in zip(xs, values, strict=True) if v is not None], [v for v in values if v is not None],
                    width=width, color=_color(row.strategy), label=row.label)
