@@ -95,6 +95,12 @@ def layout_from_data(data: Sequence[Mapping[str, Any]]) -> list[GroupLayout]:
                                           m.get("scale")) for m in g["models"])) for g in data]
 
 
+def has_sweeps(config: Mapping[str, Any]) -> bool:
+    """Whether a group of the config runs at more than one budget scale (``budget_scales``): then the report
+    writes the sweep's table and plot."""
+    return any(len(set(g.get("budget_scales") or [1])) > 1 for g in config["groups"].values())
+
+
 def model_names(layout: Sequence[GroupLayout]) -> list[str]:
     return [m.name for g in layout for m in g.models]
 

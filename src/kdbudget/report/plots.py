@@ -9,6 +9,11 @@
   and strategy.
 - ``budget``: the budget each model spent, in its group's measure, against the
   group's budget.
+- ``compute_quality`` (only for groups run at several budget scales): GLUE
+  Avg (error bars: its standard deviation over seeds, where there are
+  several) against the FLOPs spent, log scale, one line per strategy; the
+  right panel charges each KD run its teacher's amortised pretraining FLOPs
+  (``sweep``).
 
 Figures are built on :class:`matplotlib.figure.Figure` without pyplot, so no
 global backend is touched, and written atomically.
@@ -28,6 +33,7 @@ from matplotlib.ticker import FuncFormatter
 from kdbudget.io import atomic_path
 from kdbudget.report.formats import format_tokens
 from kdbudget.report.results import ModelResults
+from kdbudget.report.sweep import Sweep
 from kdbudget.report.table import TASK_HEADERS, TASKS, Block, Row
 from kdbudget.strategies.registry import STRATEGIES
 
@@ -227,6 +233,40 @@ def plot_budget(blocks: Sequence[Block], results: Mapping[str, ModelResults]) ->
         ax.margins(y=0.25)
     fig.suptitle("Pretraining budget spent per model (each run stops within half an optimizer step of it)")
     return fig
+
+
+def plot_compute_quality(found: Sequence[Sweep], amortise_over: int = 1) -> Figure:
+    fig = Figure(figsize=(11, 3.8 * len(found) + 0.4), layout="constrained")
+    axes = fig.subplots(len(found), 2, squeeze=False)
+    for (spent_ax, charged_ax), sweep in zip(axes, found, strict=True):
+        for strategy, points in sweep.points.items():
+            for ax, charge in ((spent_ax, False), (charged_ax, True)):
+                shown = [(p.charged(amortise_over) if charge else p.flops, p) for p in points]
+                shown = [(x, p) for x, p in shown if x is not None and p.avg is not None]
+                if not shown:
+                    continue
+                ax.errorbar([x for x, _ in shown], [p.avg for _, p in shown],
+                            yerr=[p.avg_std or 0.0 for _, p in shown], color=_color(strategy), marker="o",
+                            capsize=3, lw=1.6, label=points[0].label)
+        for ax, what in ((spent_ax, "FLOPs spent in pretraining"),
+                         (charged_ax, f"FLOPs charged: KD + teacher pretraining / {amortise_over}")):
+            ax.set_xscale("log")
+            ax.set_xlabel(what)
+            ax.set_ylabel("GLUE Avg (x100)")
+            ax.grid(alpha=0.3)
+            ax.set_title(textwrap.fill(sweep.title + (f": teacher amortised over {amortise_over}" if ax is charged_ax
+                                                      else ""), 60))
+        handles, labels = spent_ax.get_legend_handles_labels()
+        if handles:
+            charged_ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.suptitle("Compute sweep: GLUE Avg against compute (error bars: standard deviation over seeds)")
+    return fig
+
+
+def write_compute_quality(found: Sequence[Sweep], out_dir: str | Path, amortise_over: int = 1) -> list[Path]:
+    """``out_dir/compute_quality.png`` and ``.pdf``."""
+    with mpl.rc_context(STYLE):
+        return save(plot_compute_quality(found, amortise_over), Path(out_dir) / "compute_quality")
 
 
 def write_plots(blocks: Sequence[Block], results: Mapping[str, ModelResults], out_dir: str | Path) -> list[Path]:

@@ -10,6 +10,7 @@ from kdbudget.io import atomic_path
 from kdbudget.report.formats import RENDERERS, TABLE_FILES
 from kdbudget.report.paper import PaperRow, render_comparison
 from kdbudget.report.results import ModelResults
+from kdbudget.report.sweep import SWEEP_FILES, render_sweep_csv, render_sweep_markdown, sweeps
 from kdbudget.report.table import Block
 
 COMPARISON_FILES = {"md": "table2_vs_paper.md", "html": "table2_vs_paper.html"}
@@ -28,6 +29,23 @@ def write_tables(blocks: Sequence[Block], out_dir: str | Path,
     written = [write_text(out_dir / name, RENDERERS[fmt](blocks)) for fmt, name in TABLE_FILES.items()]
     comparison = render_comparison(blocks, paper_rows)
     written += [write_text(out_dir / name, comparison[fmt]) for fmt, name in COMPARISON_FILES.items()]
+    return written
+
+
+def write_sweeps(blocks: Sequence[Block], out_dir: str | Path, plots_dir: str | Path | None = None,
+                 amortise_over: int = 1) -> list[Path]:
+    """``sweep.{md,csv}`` in ``out_dir`` and ``compute_quality.{png,pdf}`` in ``plots_dir`` (None: no plot);
+    nothing where no group has more than one budget scale."""
+    found = sweeps(blocks)
+    if not found:
+        return []
+    out_dir = Path(out_dir)
+    written = [write_text(out_dir / SWEEP_FILES["md"], render_sweep_markdown(found, amortise_over)),
+               write_text(out_dir / SWEEP_FILES["csv"], render_sweep_csv(found, amortise_over))]
+    if plots_dir is not None:
+        from kdbudget.report.plots import write_compute_quality  # matplotlib only when plotting
+
+        written += write_compute_quality(found, plots_dir, amortise_over)
     return written
 
 
