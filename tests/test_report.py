@@ -247,7 +247,8 @@ def test_comparison_with_the_paper(tmp_path, layout):
 
 
 def test_reporting_never_imports_torch():
-    code = ("import sys, kdbudget.report, kdbudget.report.__main__, kdbudget.report.plots, kdbudget.report.paper; "
+    code = ("import sys, kdbudget.report, kdbudget.report.__main__, kdbudget.report.plots, kdbudget.report.paper, "
+            "kdbudget.report.sweep, kdbudget.report.stats, kdbudget.report.ledger, kdbudget.report.formats; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import ROOT, base_config
 from test_report_seeds import layout_of, write_run
 
-from kdbudget.report.render import write_sweeps
+from kdbudget.config import ConfigError, validate_config
+from kdbudget.report.layout import GroupLayout, ModelLayout, layout_from_data, layout_to_data
+from kdbudget.report.render import write_plots, write_sweeps
 from kdbudget.report.results import load_results
 from kdbudget.report.sweep import NOT_WITHIN, SweepPoint, crossover, crossovers, render_sweep_markdown, sweeps
 from kdbudget.report.table import build_table
@@ -82,3 +85,24 @@ def test_no_sweep_files_without_several_scales(tmp_path):
     layout = layout_of({"nokd6": "nokd"})
     blocks = build_table(layout, load_results(layout, tmp_path))
     assert sweeps(blocks) == [] and write_sweeps(blocks, tmp_path / "tables", tmp_path / "plots") == []
+
+
+def test_plots_of_seeded_rows_at_several_scales(tmp_path):
+    layout = write_sweep(tmp_path / "results")
+    for seed in (1, 2):  # a second scale-1 group of seeded runs: each row's runs are plotted
+        write_run(tmp_path / "results", f"nokd6-seed{seed}", "nokd", 0.5, seed=seed, base="nokd6", budget_scale=1)
+    seeded = GroupLayout("seeded", "Seeded", tuple(ModelLayout(f"nokd6-seed{k}", "nokd", 6) for k in (1, 2)))
+    layout = layout_from_data(layout_to_data(layout)) + [seeded]  # the layout survives Snakemake's params
+    results = load_results(layout, tmp_path / "results")
+    blocks = build_table(layout, results)
+    assert [len(b.rows[0].runs) for b in blocks] == [1, 1, 1, 2]
+    written = write_plots(blocks, results, tmp_path / "plots")
+    assert len(written) == 8 and all(p.stat().st_size > 0 for p in written)
+
+
+def test_amortise_over_is_validated_with_its_key():
+    schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    assert validate_config(base_config(), schema)["report"] == {"amortise_over": 1}
+    assert validate_config(base_config(report={"amortise_over": 5}), schema)["report"]["amortise_over"] == 5
+    with pytest.raises(ConfigError, match="'report.amortise_over'"):
+        validate_config(base_config(report={"amortise_over": 0}), schema)

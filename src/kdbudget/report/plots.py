@@ -82,23 +82,33 @@ def _group_labels(ax, centres, *, width: int = 22) -> None:
                     xytext=(0, -28), textcoords="offset points", ha="center", va="top", fontsize=9, style="italic")
 
 
-def _tokens_per_second(results: Mapping[str, ModelResults], model: str) -> float | None:
-    summary = results[model].pretrain if model in results else None
-    speed = summary.get("tokens_per_second") if summary else None  # None when no time was measured
-    return None if speed is None else float(speed)
+def _run_results(results: Mapping[str, ModelResults], row: Row) -> list[ModelResults]:
+    """The loaded results behind a row: one per pretraining run (seed)."""
+    names = [run.model for run in row.runs] or [row.model]
+    return [results[name] for name in names if name in results]
+
+
+def _summaries(results: Mapping[str, ModelResults], row: Row) -> list[dict[str, Any]]:
+    return [r.pretrain for r in _run_results(results, row) if r.pretrain]
+
+
+def _tokens_per_second(results: Mapping[str, ModelResults], row: Row) -> float | None:
+    """The row's mean tokens/s over its runs; None when a run measured no time."""
+    speeds = [s.get("tokens_per_second") for s in _summaries(results, row)]
+    return None if not speeds or None in speeds else sum(map(float, speeds)) / len(speeds)
 
 
 def plot_throughput(blocks: Sequence[Block], results: Mapping[str, ModelResults]) -> Figure:
     bars, centres = _positions(blocks)
     fig = Figure(figsize=(max(6.5, 0.75 * len(bars) + 2.5), 7.0), layout="constrained")
     speed_ax, tokens_ax = fig.subplots(2, 1, sharex=True)
-    references = {b.group: b.reference for b in blocks}
-    bars_by_group = {b.group: b.rows for b in blocks}
+    # Keyed by row: a group at several budget scales has one block (and one No-KD row) per scale.
+    references = {id(row): next((r for r in b.rows if r.is_reference), None) for b in blocks for row in b.rows}
     for x, row in bars:
-        speed = _tokens_per_second(results, row.model)
-        ref = references.get(row.group)
+        speed = _tokens_per_second(results, row)
+        ref = references[id(row)]
         ref_speed = _tokens_per_second(results, ref) if ref else None
-        ref_tokens = next((r.tokens for r in bars_by_group[row.group] if r.is_reference), None)
+        ref_tokens = ref.tokens if ref else None
         for ax, value in ((speed_ax, speed), (tokens_ax, row.tokens)):
             if value is None:
                 ax.text(x, 0, "missing", ha="center", va="bottom", rotation=90, fontsize=8)
@@ -135,12 +145,10 @@ def plot_loss_curves(blocks: Sequence[Block], results: Mapping[str, ModelResults
     axes = fig.subplots(len(blocks), 2, squeeze=False)
     for (time_ax, flops_ax), block in zip(axes, blocks, strict=True):
         for row in block.rows:
-            metrics = results[row.model].metrics if row.model in results else None
-            if not metrics:
-                continue
-            for ax, key in ((time_ax, "seconds"), (flops_ax, "flops")):
-                xs, ys = _curve(metrics, key)
-                ax.plot(xs, ys, color=_color(row.strategy), label=row.label, lw=1.6)
+            for i, run in enumerate(r for r in _run_results(results, row) if r.metrics):
+                for ax, key in ((time_ax, "seconds"), (flops_ax, "flops")):
+                    xs, ys = _curve(run.metrics, key)
+                    ax.plot(xs, ys, color=_color(row.strategy), label=None if i else row.label, lw=1.6)
         for ax, key in ((time_ax, "seconds"), (flops_ax, "flops")):
             ax.set_yscale("log")
             ax.set_xlabel(UNITS[key])
@@ -206,8 +214,9 @@ def plot_budget(blocks: Sequence[Block], results: Mapping[str, ModelResults]) ->
                  layout="constrained")
     axes = fig.subplots(len(blocks), 1, squeeze=False)[:, 0]
     for ax, block in zip(axes, blocks, strict=True):
-        summaries = {r.model: results[r.model].pretrain for r in block.rows
-                     if r.model in results and results[r.model].pretrain}
+        # A row of several runs (seeds): its first run's summary stands for the budget, the mean for the spend.
+        runs = {r.model: _summaries(results, r) for r in block.rows}
+        summaries = {model: found[0] for model, found in runs.items() if found}
         ax.set_title(textwrap.fill(block.title, 80))
         ax.set_xticks(range(len(block.rows)), [r.label for r in block.rows])
         if not summaries:
@@ -220,7 +229,7 @@ def plot_budget(blocks: Sequence[Block], results: Mapping[str, ModelResults]) ->
             if summary is None:
                 ax.text(i, 0, "missing", ha="center", va="bottom", rotation=90, fontsize=8)
                 continue
-            spent = float(summary["spent"][measure])
+            spent = sum(float(s["spent"][measure]) for s in runs[row.model]) / len(runs[row.model])
             ax.bar(i, spent, color=_color(row.strategy), width=0.6)
             text = format_tokens(spent) + (f"\n{100 * spent / limit:.1f}%" if limit else "")
             ax.annotate(text, (i, spent), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
