@@ -131,7 +131,7 @@ def test_degenerate_fine_tuning_is_flagged_not_hidden(tmp_path):
     md = render_markdown([block])
     assert "| 37.5 ± 17.7† |" in md
     assert ("†: degenerate fine-tuning (a constant prediction), kept in the mean: "
-            "No-KD₆ CoLA: nokd6-seed2 (GLUE seed 43).") in md
+            "CoLA: nokd6-seed2 (GLUE seed 43).") in md
 
 
 def test_single_runs_show_no_spread_interval_or_extra_note(tmp_path):

@@ -162,7 +162,7 @@ def extra_notes(blocks: Sequence[Block]) -> list[str]:
     if methods:
         notes.append("Δ [95% CI]: " + "; ".join(CI_NOTES[m] for m in methods)
                      + f". {SIGNIFICANT_MARK}: the interval excludes 0.")
-    degenerate = [f"{row.label} {TASK_HEADERS[t][0]}: {', '.join(runs)}"
+    degenerate = [f"{TASK_HEADERS[t][0]}: {', '.join(runs)}"
                   for row in rows for t, runs in row.degenerate.items()]
     if degenerate:
         notes.append(f"{DEGENERATE_MARK}: degenerate fine-tuning (a constant prediction), kept in the mean: "
