@@ -1,6 +1,7 @@
 # Table 2, its comparison with the paper and the plots. They read only the small
 # summaries in the model directories (never the weights), so the README's rebuild command
-#   snakemake --cores 1 table --allowed-rules table2 plots sweep table --forcerun table2 plots sweep
+#   snakemake --cores 1 table --allowed-rules table2 plots sweep table --forcerun table2 plots
+# (with a compute sweep in the config, --forcerun sweep too)
 # regenerates them from cached results without any training or fine-tuning job.
 from kdbudget.report.layout import has_sweeps, layout_from_plan, layout_to_data
 

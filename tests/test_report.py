@@ -283,7 +283,7 @@ def test_cli_writes_tables_and_non_empty_plots(tmp_path):
     assert done.returncode == 0 and "n/a" in (tables / "table2.md").read_text()
 
 
-REBUILD = ("table", "--allowed-rules", "table2", "plots", "sweep", "table", "--forcerun", "table2", "plots", "sweep")
+REBUILD = ("table", "--allowed-rules", "table2", "plots", "sweep", "table", "--forcerun", "table2", "plots")
 
 
 @pytest.mark.slow

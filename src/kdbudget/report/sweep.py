@@ -86,8 +86,7 @@ def sweeps(blocks: Sequence[Block]) -> list[Sweep]:
         for block in sorted(group_blocks, key=lambda b: b.scale):
             for row in block.rows:
                 points.setdefault(row.strategy, []).append(_point(row, block.scale))
-        title = group_blocks[0].title.rsplit(" (budget x", 1)[0]
-        found.append(Sweep(group, title, points))
+        found.append(Sweep(group, group_blocks[0].group_title or group, points))
     return found
 
 

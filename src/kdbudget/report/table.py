@@ -206,6 +206,7 @@ class Block:
     rows: tuple[Row, ...]
     reference: str | None = None
     scale: float = 1.0
+    group_title: str = ""  # the group's own title (``title`` adds the scale in a sweep)
 
     def row(self, model: str) -> Row:
         return next(r for r in self.rows if r.model == model)
@@ -264,7 +265,7 @@ def _blocks(group: GroupLayout, runs: Mapping[str, Run]) -> list[Block]:
         reference = next((r for r in rows if r.is_reference), None)
         rows = [_with_delta(r, reference) for r in rows]
         title = group.title if scale == 1 and len(scales) == 1 else f"{group.title} (budget x{scale:g})"
-        blocks.append(Block(group.name, title, tuple(rows), reference.model if reference else None, scale))
+        blocks.append(Block(group.name, title, tuple(rows), reference.model if reference else None, scale, group.title))
     return blocks
 
 
