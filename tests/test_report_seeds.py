@@ -14,7 +14,7 @@ import pytest
 
 from kdbudget.report.formats import render_csv, render_html, render_markdown
 from kdbudget.report.layout import GroupLayout, ModelLayout, parse_model_name
-from kdbudget.report.ledger import ledger_of
+from kdbudget.report.ledger import gpu_hours, ledger_of
 from kdbudget.report.results import load_results
 from kdbudget.report.stats import paired_t_interval, std, welch_t_interval
 from kdbudget.report.table import TASKS, build_table
@@ -171,6 +171,12 @@ def test_ledger_columns_from_the_summary(tmp_path):
     html = render_html(blocks)
     assert "<th>Teacher share of FLOPs</th>" in html
     assert "<td>75%</td><td>partial</td><td>1000T FLOPs (config)</td><td>cpu</td>" in html
+
+
+def test_gpu_hours_are_measured_seconds_times_gpus():
+    assert gpu_hours("NVIDIA H100 80GB HBM3 x 4", 900.0) == pytest.approx(1.0)  # 900 s * 4 / 3600
+    assert gpu_hours("NVIDIA A100-SXM4-40GB", 7200.0) == pytest.approx(2.0)
+    assert gpu_hours("AMD EPYC (1 threads)", 7200.0) is None and gpu_hours(None, 1.0) is None
 
 
 def test_model_names_of_seeds_and_scales():

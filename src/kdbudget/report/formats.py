@@ -128,7 +128,7 @@ def ledger_compact(ledger: Ledger) -> str:
 
 
 LEDGER_HEADERS = ["Budget measure", "Budget", "Spent", "Epochs", "Teacher share of FLOPs", "Teacher forward",
-                  "Teacher pretraining cost", "Device"]
+                  "Teacher pretraining cost", "Device", "GPU-hours"]
 
 
 def ledger_cells(ledger: Ledger) -> list[str]:
@@ -142,7 +142,8 @@ def ledger_cells(ledger: Ledger) -> list[str]:
         cost = ", ".join(k for k in known if k) or GAP
         cost += f" ({ledger.teacher_cost_source})" if ledger.teacher_cost_source and cost != GAP else ""
     return [ledger.measure or GAP, _amount(ledger.amount, ledger.measure), _amount(ledger.spent, ledger.measure),
-            GAP if ledger.epochs is None else f"{ledger.epochs:.2f}", share, forward, cost, ledger.device or GAP]
+            GAP if ledger.epochs is None else f"{ledger.epochs:.2f}", share, forward, cost, ledger.device or GAP,
+            GAP if ledger.gpu_hours is None else f"{ledger.gpu_hours:.3g}"]
 
 
 def headers() -> list[str]:
@@ -242,7 +243,7 @@ CSV_COLUMNS = ["group", "group_title", "model", "strategy", "layers", "tokens", 
                "missing", "label", "budget_scale", "runs", "seeds", "glue_seeds", *(f"{t}_std" for t in TASKS),
                "avg_std", "delta_ci_low", "delta_ci_high", "delta_ci_method", "delta_ci_excludes_zero", "degenerate",
                "budget_measure", "budget_amount", "budget_spent", "epochs", "teacher_flops_share", "teacher_forward",
-               "teacher_cost_flops", "teacher_cost_gpu_hours", "teacher_cost_source", "device"]
+               "teacher_cost_flops", "teacher_cost_gpu_hours", "teacher_cost_source", "device", "gpu_hours"]
 
 
 def render_csv(blocks: Sequence[Block]) -> str:
@@ -270,7 +271,8 @@ def render_csv(blocks: Sequence[Block]) -> str:
                              "; ".join(f"{t}: {', '.join(runs)}" for t, runs in row.degenerate.items()),
                              raw(ledger.measure), raw(ledger.amount), raw(ledger.spent), raw(ledger.epochs),
                              raw(ledger.teacher_share), raw(ledger.teacher_forward), raw(ledger.teacher_cost_flops),
-                             raw(ledger.teacher_cost_gpu_hours), raw(ledger.teacher_cost_source), raw(ledger.device)])
+                             raw(ledger.teacher_cost_gpu_hours), raw(ledger.teacher_cost_source), raw(ledger.device),
+                             raw(ledger.gpu_hours)])
     return out.getvalue()
 
 

@@ -4,7 +4,10 @@
   ``tokens``); **amount**: the budget in that measure (a follower's limit; for
   a reference run, budgeted in epochs, what it spent, which is what its
   followers get); **spent**: what the run spent in that measure.
-- **tokens**, **epochs** (passes over the training data) and **device**.
+- **tokens**, **epochs** (passes over the training data) and **device**;
+  **GPU-hours** where measured on GPUs: the run's seconds times its GPUs (a
+  device named ``... x N`` has N; a CPU device, named ``... (N threads)``,
+  has none).
 - **teacher share**: the teacher's forward FLOPs over the run's FLOPs
   (``teacher_flops``), and whether the teacher ran in ``full`` or stopped at
   the last layer the strategy reads (``partial``; ``teacher_forward``).
@@ -17,6 +20,7 @@ runs (pretraining seeds) averages the numbers and lists each distinct text.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -31,6 +35,7 @@ class Ledger:
     tokens: float | None = None
     epochs: float | None = None
     device: str | None = None
+    gpu_hours: float | None = None
     has_teacher: bool = False
     teacher_share: float | None = None
     teacher_forward: str | None = None
@@ -41,6 +46,17 @@ class Ledger:
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+_GPUS = re.compile(r" x (\d+)$")
+
+
+def gpu_hours(device: str | None, seconds: float | None) -> float | None:
+    """Measured GPU-hours: seconds times the GPUs of ``device`` (as the trainer names it); None on a CPU."""
+    if device is None or seconds is None or device.endswith("threads)") or device.lower() == "cpu":
+        return None
+    match = _GPUS.search(device)
+    return seconds * (int(match.group(1)) if match else 1) / 3600
 
 
 def ledger_of(summary: Mapping[str, Any] | None) -> Ledger:
@@ -59,6 +75,7 @@ def ledger_of(summary: Mapping[str, Any] | None) -> Ledger:
     return Ledger(
         measure=measure, amount=amount, spent=spent, tokens=_number(summary.get("tokens")),
         epochs=_number(summary.get("epochs")), device=summary.get("device"),
+        gpu_hours=gpu_hours(summary.get("device"), _number(spent_by.get("seconds", summary.get("seconds")))),
         has_teacher=summary.get("teacher") is not None or bool(cost),
         teacher_share=teacher_flops / flops if teacher_flops is not None and flops else None,
         teacher_forward=summary.get("teacher_forward"), teacher_cost_flops=_number(cost.get("flops")),

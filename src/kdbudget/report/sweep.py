@@ -42,6 +42,7 @@ class SweepPoint:
     avg: float | None
     avg_std: float | None
     teacher_flops: float | None  # the teacher's own pretraining cost (KD runs)
+    gpu_hours: float | None = None  # measured on GPUs (mean over the row's runs); None on CPUs
 
     @property
     def distils(self) -> bool:
@@ -70,7 +71,7 @@ class Sweep:
 def _point(row: Row, scale: float) -> SweepPoint:
     flops = [r.flops for r in row.runs]
     return SweepPoint(row.strategy, row.label, scale, None if not flops or None in flops else mean(flops),
-                      row.avg, row.avg_std, row.ledger.teacher_cost_flops)
+                      row.avg, row.avg_std, row.ledger.teacher_cost_flops, row.ledger.gpu_hours)
 
 
 def sweeps(blocks: Sequence[Block]) -> list[Sweep]:
@@ -114,6 +115,7 @@ class Crossover:
     avg: float | None
     no_kd_flops: float | None  # No-KD's compute for the same Avg (None: not within the sweep)
     charged: float | None  # with the teacher's amortised cost
+    gpu_hours: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -133,7 +135,8 @@ def crossovers(sweep: Sweep, amortise_over: int = 1) -> list[Crossover]:
             continue
         for p in points:
             match = crossover(curve, p.avg) if p.avg is not None and len(curve) >= 2 else None
-            found.append(Crossover(strategy, p.label, p.scale, p.flops, p.avg, match, p.charged(amortise_over)))
+            found.append(Crossover(strategy, p.label, p.scale, p.flops, p.avg, match, p.charged(amortise_over),
+                                   p.gpu_hours))
     return found
 
 
@@ -179,7 +182,7 @@ def _number(x: float | None) -> str:
 
 
 SWEEP_COLUMNS = ["group", "strategy", "label", "budget_scale", "flops", "avg", "no_kd_flops", "ratio",
-                 "amortise_over", "charged_flops", "charged_ratio"]
+                 "amortise_over", "charged_flops", "charged_ratio", "gpu_hours"]
 
 
 def render_sweep_csv(found: Sequence[Sweep], amortise_over: int = 1) -> str:
@@ -190,5 +193,5 @@ def render_sweep_csv(found: Sequence[Sweep], amortise_over: int = 1) -> str:
         for c in crossovers(sweep, amortise_over):
             writer.writerow([sweep.group, c.strategy, c.label, f"{c.scale:g}",
                              *map(_number, (c.flops, c.avg, c.no_kd_flops, c.ratio)), amortise_over,
-                             *map(_number, (c.charged, c.charged_ratio))])
+                             *map(_number, (c.charged, c.charged_ratio, c.gpu_hours))])
     return out.getvalue()
