@@ -138,8 +138,17 @@ def test_single_runs_show_no_spread_interval_or_extra_note(tmp_path):
     write_run(tmp_path, "nokd6", "nokd", 0.5, seed=42)
     write_run(tmp_path, "minilm6", "minilm", 0.6, seed=42)
     layout = layout_of({"nokd6": "nokd", "minilm6": "minilm"})
-    md = render_markdown(build_table(layout, load_results(layout, tmp_path)))
+    blocks = build_table(layout, load_results(layout, tmp_path))
+    md = render_markdown(blocks)
     assert "| 60.0 | 60.0 | +10.0 |" in md and "±" not in md and "interval" not in md and "†" not in md
+    # without the ledger column: the table as it was before seeds and ledgers, line for line
+    assert render_markdown(blocks, ledger=False).splitlines()[:5] == [
+        "| Model | Total Token Throughput | QNLI (Acc) | SST-2 (Acc) | MNLI (Acc) | MRPC (F1) | QQP (Acc) | RTE (Acc) "
+        "| CoLA (MCC) | Avg | Δ |",
+        "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| *6-Layer* |  |  |  |  |  |  |  |  |  |  |",
+        "| No-KD₆ | 1.0K | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | 50.0 | – |",
+        "| MiniLM₆ | 1.0K | 60.0 | 60.0 | 60.0 | 60.0 | 60.0 | 60.0 | 60.0 | 60.0 | +10.0 |"]
 
 
 # --- the budget ledger ----------------------------------------------------------------

@@ -174,15 +174,16 @@ def extra_notes(blocks: Sequence[Block]) -> list[str]:
 # --- renderings --------------------------------------------------------------------
 
 
-def render_markdown(blocks: Sequence[Block]) -> str:
-    cols = ["Model", *headers(), "Budget"]
+def render_markdown(blocks: Sequence[Block], *, ledger: bool = True) -> str:
+    """Table 2 in Markdown; ``ledger``: the compact budget ledger as the last column."""
+    cols = ["Model", *headers(), *(["Budget"] if ledger else [])]
     lines = ["| " + " | ".join(cols) + " |",
-             "| " + " | ".join([":---"] + ["---:"] * (len(cols) - 2) + [":---"]) + " |"]
+             "| " + " | ".join([":---"] + ["---:"] * len(headers()) + [":---"] * ledger) + " |"]
     for block in blocks:
         lines.append("| " + " | ".join([f"*{block.title}*"] + [""] * (len(cols) - 1)) + " |")
-        lines += ["| " + " | ".join([row.label, *row_cells(row), ledger_compact(row.ledger)]) + " |"
-                  for row in block.rows]
-    text = "\n".join(lines) + "\n\n" + " ".join([NOTE, *extra_notes(blocks), BUDGET_NOTE]) + "\n"
+        lines += ["| " + " | ".join([row.label, *row_cells(row), *([ledger_compact(row.ledger)] if ledger else [])])
+                  + " |" for row in block.rows]
+    text = "\n".join(lines) + "\n\n" + " ".join([NOTE, *extra_notes(blocks), *([BUDGET_NOTE] if ledger else [])]) + "\n"
     missing = _missing_notes(blocks)
     if missing:
         text += f"\n{GAP}: results missing (rendered with --allow-missing):\n" + "".join(f"- {m}\n" for m in missing)
