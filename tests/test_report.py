@@ -77,7 +77,8 @@ def write_model(results: Path, name: str, strategy: str, *, scores=None, tokens:
     if scores is not None:
         glue = results / "glue" / name
         glue.mkdir(parents=True, exist_ok=True)
-        tasks = {t: {"task": t, "main_metric": "accuracy", "main": s, "metrics": {"main": s}} for t, s in zip(TASKS, scores)}
+        tasks = {t: {"task": t, "main_metric": "accuracy", "main": s, "metrics": {"main": s}}
+                 for t, s in zip(TASKS, scores, strict=True)}
         tasks["stsb"] = {"task": "stsb", "main_metric": "pearson", "main": 0.5, "metrics": {"main": 0.5}}
         (glue / "summary.json").write_text(json.dumps({"model": name, "tasks": tasks}))
 
@@ -140,7 +141,7 @@ def test_avg_and_delta_match_hand_computed_values(tmp_path, layout):
     assert r"Vanilla-KD$_{6}$ & 2.6B & 79.0 & 88.0 & 69.0 & 85.0 & 74.0 & 58.0 & 42.0 & 70.7 & $-$0.7 \\" in tex
     lines = render_csv(blocks).splitlines()
     assert lines[0].startswith("group,group_title,model,strategy,layers,tokens,throughput,qnli,")
-    minilm = dict(zip(lines[0].split(","), lines[3].split(",")))
+    minilm = dict(zip(lines[0].split(","), lines[3].split(","), strict=False))  # later cells may hold commas
     assert minilm["model"] == "minilm6" and minilm["avg"] == "72.1429" and minilm["delta"] == "0.7143"
     assert minilm["label"] == "MiniLM"
 
@@ -364,7 +365,8 @@ def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_dat
         (glue / "summary.json").write_text(json.dumps({"model": name, "tasks": tasks}))
 
     summaries = {name: json.loads((results / "pretrain" / name / "summary.json").read_text()) for name, _ in models}
-    metrics = {name: [json.loads(line) for line in (results / "pretrain" / name / "metrics.jsonl").read_text().splitlines()]
+    metrics = {name: [json.loads(line)
+                      for line in (results / "pretrain" / name / "metrics.jsonl").read_text().splitlines()]
                for name, _ in models}
     loaded = load_results(layout, results)
     blocks = build_table(layout, loaded)
@@ -376,7 +378,8 @@ def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_dat
     speed_ax, tokens_ax = throughput.axes[:2]
     by_hand = [summaries[n]["spent"]["tokens"] / summaries[n]["spent"]["seconds"] for n in (reference, follower)]
     assert [p.get_height() for p in speed_ax.patches] == pytest.approx(by_hand, rel=1e-9)
-    assert [p.get_height() for p in tokens_ax.patches] == [summaries[n]["spent"]["tokens"] for n in (reference, follower)]
+    assert [p.get_height() for p in tokens_ax.patches] == [summaries[n]["spent"]["tokens"]
+                                                           for n in (reference, follower)]
 
     budget_ax = plot_budget(blocks, loaded).axes[0]
     flops = [summaries[n]["spent"]["flops"] for n in (reference, follower)]
@@ -385,9 +388,9 @@ def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_dat
     assert summaries[follower]["budget"]["limit"] == pytest.approx(flops[0])
 
     time_ax, flops_ax = plot_loss_curves(blocks, loaded).axes[:2]
-    for line, name in zip(time_ax.lines, (reference, follower)):
+    for line, name in zip(time_ax.lines, (reference, follower), strict=True):
         assert list(line.get_xdata()) == pytest.approx([r["seconds"] for r in metrics[name]])
         assert list(line.get_ydata()) == pytest.approx([r["loss"] for r in metrics[name]])
-    for line, name in zip(flops_ax.lines, (reference, follower)):
+    for line, name in zip(flops_ax.lines, (reference, follower), strict=True):
         assert list(line.get_xdata()) == pytest.approx([r["flops"] for r in metrics[name]])
     assert len(time_ax.lines) == len(flops_ax.lines) == 2

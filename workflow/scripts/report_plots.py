@@ -14,6 +14,6 @@ layout = layout_from_data(snakemake.params.layout)
 results = {
     name: load_model_results(name, pretrain=Path(model) / "summary.json", metrics=Path(model) / "metrics.jsonl",
                              glue=Path(glue) / "summary.json")
-    for name, model, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue)
+    for name, model, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue, strict=True)
 }
 write_plots(build_table(layout, results), results, Path(snakemake.output.throughput).parent)

@@ -13,6 +13,7 @@ setup_logging(snakemake.log[0])
 layout = layout_from_data(snakemake.params.layout)
 results = {
     name: load_model_results(name, pretrain=Path(pretrain) / "summary.json", glue=Path(glue) / "summary.json")
-    for name, pretrain, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue)
+    for name, pretrain, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue,
+                                    strict=True)
 }
 write_tables(build_table(layout, results), Path(snakemake.output.md).parent)
