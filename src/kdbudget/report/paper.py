@@ -20,9 +20,8 @@ from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
-from kdbudget.report.table import (
-    GAP, TASK_HEADERS, TASKS, Block, format_delta, label, page, parse_tokens, row_cells,
-)
+from kdbudget.report.formats import GAP, format_delta, page, parse_tokens, row_cells
+from kdbudget.report.table import TASK_HEADERS, TASKS, Block, label
 
 PAPER = "Bui et al. (2024), Knowledge Distillation vs. Pretraining from Scratch under a Fixed (Computation) Budget"
 PAPER_GROUP_TITLES = {
