@@ -9,15 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassification, BertForSequenceClassification,
-                          RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM,
-                          RobertaPreLayerNormForSequenceClassification)
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    BertForSequenceClassification,
+    RobertaPreLayerNormConfig,
+    RobertaPreLayerNormForMaskedLM,
+    RobertaPreLayerNormForSequenceClassification,
+)
 
-from kdbudget.model import KDBertForMaskedLM, Request, bert_config, load_pretrained, save_pretrained
-from kdbudget.model import hf_io
 from kdbudget.config import validate_config
 from kdbudget.glue.finetune import BertForGlue, save_classifier
 from kdbudget.glue.tasks import get_task
+from kdbudget.model import KDBertForMaskedLM, Request, bert_config, hf_io, load_pretrained, save_pretrained
 from kdbudget.plan import plan_models, student_spec, teacher_spec
 from kdbudget.train.spec import Shape
 
@@ -112,7 +116,7 @@ def test_pre_ln_forward_equals_transformers(pad: int) -> None:
     torch.testing.assert_close(sparse.mlm_loss, reference.loss, rtol=1e-5, atol=1e-6)
     # Hidden states: embeddings, the residual stream after each layer, the last after the final LayerNorm.
     assert len(full.hidden_states) == len(reference.hidden_states) == 3
-    for mine, hf in zip(full.hidden_states, reference.hidden_states):
+    for mine, hf in zip(full.hidden_states, reference.hidden_states, strict=True):
         torch.testing.assert_close(mine[real], hf[real], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(full.last_hidden_state, full.hidden_states[-1])
 
@@ -215,7 +219,8 @@ def plan_config(fidelity: str, layer_norm: str | None) -> dict:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config.setdefault("pretrain", {})["fidelity"] = fidelity
     if layer_norm is not None:  # None: the schema's default
-        for shape in [g["student"] for g in config["groups"].values()] + [t["shape"] for t in config["teachers"].values()]:
+        shapes = [g["student"] for g in config["groups"].values()] + [t["shape"] for t in config["teachers"].values()]
+        for shape in shapes:
             shape["layer_norm"] = layer_norm
     return validate_config(config, SCHEMA)
 

@@ -1,7 +1,7 @@
 """The compute sweep's table (md, csv) and plot (PNG, PDF) from the run's summaries (rules/report.smk)."""
-from pathlib import Path
-
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
+from pathlib import Path
 
 from kdbudget.log import setup_logging
 from kdbudget.report.layout import layout_from_data

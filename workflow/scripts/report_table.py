@@ -1,7 +1,7 @@
 """Table 2 (md, tex, csv, html) and table2_vs_paper from the run's summaries (rules/report.smk)."""
-from pathlib import Path
-
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
+from pathlib import Path
 
 from kdbudget.log import setup_logging
 from kdbudget.report.layout import layout_from_data
