@@ -323,7 +323,7 @@ def write_toy_glue(glue_dir: Path, n_train: int, n_dev: int, seed: int = 0) -> P
 
 
 def test_batch_plan_groups_lengths_and_covers_each_example_once():
-    from kdbudget.glue.finetune import batch_plan, epoch_plans, lr_multiplier
+    from kdbudget.glue.batches import batch_plan, epoch_plans
 
     lengths = np.random.default_rng(0).integers(3, 60, 1000)
     plan = batch_plan(lengths, 8, np.random.default_rng(1), chunk_batches=10)
@@ -333,8 +333,6 @@ def test_batch_plan_groups_lengths_and_covers_each_example_once():
     again = batch_plan(lengths, 8, np.random.default_rng(1), chunk_batches=10)
     assert all(np.array_equal(a, b) for a, b in zip(plan, again))
     assert [len(p) for p in epoch_plans(lengths, 100, 2.25, np.random.default_rng(0))] == [10, 10, 3]
-    assert [lr_multiplier(s, 10, 2) for s in (0, 1, 2, 6, 10)] == [0.0, 0.5, 1.0, 0.5, 0.0]
-    assert lr_multiplier(0, 10, 0) == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -361,10 +359,21 @@ def toy_glue(tmp_path_factory) -> Path:
 
 
 def test_finetune_result_fields_and_determinism(model_dir, toy_glue):
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
     from kdbudget.glue.finetune import finetune
 
     kwargs = dict(batch_size=16, lr=1e-3, epochs=2, seed=3, max_seq_len=32, warmup=0.1, threads=1)
-    first = finetune(model_dir, toy_glue, "sst2", **kwargs)
+    used: list[float] = []  # the learning rate of every optimizer step, as the optimizer applies it
+    hook = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: used.append(optimizer.param_groups[0]["lr"]))
+    try:
+        first = finetune(model_dir, toy_glue, "sst2", **kwargs)
+    finally:
+        hook.remove()
+    # 64 examples, batch 16, 2 epochs: 8 steps; warmup ceil(0.1 * 8) = 1 step; then (8 - k) / 7 of the peak
+    assert used == pytest.approx([0.0, 1e-3, 6e-3 / 7, 5e-3 / 7, 4e-3 / 7, 3e-3 / 7, 2e-3 / 7, 1e-3 / 7], abs=1e-15)
+    assert first["optimizer"]["warmup_steps"] == 1
     for field in ("task", "model", "batch_size", "lr", "seed", "epochs", "dev", "train_loss", "examples_per_second",
                   "seconds", "train_examples", "malformed", "device", "majority_baseline", "train_steps"):
         assert field in first, field
@@ -389,7 +398,7 @@ def test_finetune_regression_in_bf16_against_fp32(model_dir, toy_glue, monkeypat
 
     def spy(model, data, batch_size, device, autocast):
         dtypes: set = set()
-        handle = model.register_forward_hook(lambda module, args, output: dtypes.add(output.dtype))
+        handle = model.register_forward_hook(lambda module, args, output: dtypes.add(output.logits.dtype))
         try:
             predictions = real_predict(model, data, batch_size, device, autocast)
         finally:
