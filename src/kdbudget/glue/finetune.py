@@ -122,8 +122,9 @@ def finetune(
     dev = {split: encode(tokenizer, examples, task, max_seq_len) for split, examples in data.dev.items()}
 
     model = load_classifier(model_dir, task, seed).to(device_)
-    optimizer = build_optimizer([model], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                fused=fused_adamw(device_))
+    fused = fused_adamw(device_)
+    optimizer = build_optimizer([model], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused,
+                                foreach=not fused)
     amp_dtype = autocast_dtype(device_, precision)
     autocast = autocast_context(device_, amp_dtype)
     scaler = torch.amp.GradScaler(device_.type, enabled=amp_dtype == torch.float16)
