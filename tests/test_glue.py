@@ -442,6 +442,35 @@ def test_finetune_learns_a_toy_task_and_keeps_hf_weights(model_dir, tmp_path):
     assert json.loads((tmp_path / "kept" / "result.json").read_text())["dev"] == result["dev"]
 
 
+def test_a_pre_ln_student_fine_tunes_and_keeps_roberta_prelayernorm_weights(model_dir, toy_glue, tmp_path):
+    """A pre-LN student (the released No-KD code's layout) through the same fine-tuning, on the regression task;
+    the kept model loads as transformers' RobertaPreLayerNormForSequenceClassification and predicts the same."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdbudget.glue.finetune import finetune
+    from kdbudget.model import KDBertForMaskedLM, bert_config, read_config, save_pretrained
+
+    post = read_config(model_dir)
+    torch.manual_seed(0)
+    pre = KDBertForMaskedLM(bert_config(2, 32, 4, 64, post.vocab_size, max_positions=64, layer_norm="pre"))
+    save_pretrained(pre, tmp_path / "pre")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, tmp_path / "pre" / name)
+    result = finetune(tmp_path / "pre", toy_glue, "stsb", batch_size=16, lr=1e-3, epochs=2, max_seq_len=64,
+                      threads=1, keep_weights_dir=tmp_path / "kept")
+    assert result["train_steps"] == 8 and result["dev"]["pearson"] is not None
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "kept")
+    assert type(hf).__name__ == "RobertaPreLayerNormForSequenceClassification"
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "kept", local_files_only=True)
+    dev = load_task(toy_glue, "stsb").dev["dev"]
+    batch = tokenizer([e.text_a for e in dev], [e.text_b for e in dev], padding=True, truncation=True, max_length=64,
+                      return_tensors="pt")
+    with torch.no_grad():
+        scores = hf.eval()(**batch).logits.squeeze(-1).numpy()
+    assert M.pearson(scores, [e.label for e in dev]) == pytest.approx(result["dev"]["pearson"], abs=1e-5)
+
+
 @pytest.fixture
 def restore_logging():
     """The command line configures the root logger; put pytest's handlers back afterwards."""
