@@ -57,7 +57,7 @@ BREAKAGES = [
               ("epoch=pos.epoch, rng=rng", "epoch=0, rng=rng")),
              ("tests/test_stream.py",)),
     Breakage("3-constant-lr", "the trainer applies the peak learning rate at every step",
-             TRAINER, (("lr = opt.lr * lr_multiplier(fraction, opt.warmup)", "lr = opt.lr"),),
+             TRAINER, (("lr = opt.lr * lr_multiplier(fraction, total=1.0, warmup=opt.warmup)", "lr = opt.lr"),),
              ("tests/test_train.py", "-k", "learning_rate")),
     Breakage("4a-precision-ignored", "pretraining always runs in fp32, whatever `precision` says",
              TRAINER, (("amp_dtype = autocast_dtype(device, spec.precision)", 'amp_dtype = autocast_dtype(device, "fp32")'),),

@@ -26,8 +26,8 @@ beside the target and renames it into place, so a reader never sees half a
 checkpoint. A MobileBERT student (`mobilebert.py`) is saved by transformers'
 own `save_pretrained` into that temporary directory. The tied decoder weight and bias are left out, as transformers
 does, and `AutoModelForMaskedLM.from_pretrained(dir)` loads the result with
-no missing or unexpected keys. `pre_ln_config` and `to_pre_ln_state` are
-also how GLUE fine-tuning saves a pre-LN classifier.
+no missing or unexpected keys (so does `AutoModelForSequenceClassification`,
+which is how GLUE fine-tuning loads a student: `kdbudget.glue.classifier`).
 """
 
 from __future__ import annotations
@@ -163,9 +163,9 @@ def _canonical_key(key: str) -> str:
     return key
 
 
-def to_pre_ln_key(key: str, prefixes: tuple[tuple[str, str], ...] = PRE_LN_PREFIXES) -> str:
-    """Our parameter name as RobertaPreLayerNorm's: the first of `prefixes` (ours, theirs) that matches."""
-    for ours, theirs in prefixes:
+def to_pre_ln_key(key: str) -> str:
+    """Our parameter name as RobertaPreLayerNorm's: the first of `PRE_LN_PREFIXES` (ours, theirs) that matches."""
+    for ours, theirs in PRE_LN_PREFIXES:
         if key.startswith(ours):
             return theirs + key[len(ours):]
     raise KeyError(f"no RobertaPreLayerNorm name for {key}")
@@ -186,24 +186,23 @@ def position_offset(config: BertConfig) -> int:
     return config.pad_token_id + 1
 
 
-def pre_ln_config(config: BertConfig, architecture: str = PRE_LN_ARCHITECTURE) -> RobertaPreLayerNormConfig:
+def pre_ln_config(config: BertConfig) -> RobertaPreLayerNormConfig:
     """Our pre-LN config as transformers' RobertaPreLayerNormConfig (positions shifted)."""
     data = {key: value for key, value in config.to_dict().items() if key not in CONFIG_SKIP}
     data["max_position_embeddings"] = config.max_position_embeddings + position_offset(config)
-    data["architectures"] = [architecture]
+    data["architectures"] = [PRE_LN_ARCHITECTURE]
     data["tie_word_embeddings"] = True
     return RobertaPreLayerNormConfig.from_dict(data)
 
 
-def to_pre_ln_state(state: dict[str, torch.Tensor], config: BertConfig,
-                    prefixes: tuple[tuple[str, str], ...] = PRE_LN_PREFIXES) -> dict[str, torch.Tensor]:
-    """Our pre-LN state dict under RobertaPreLayerNorm's names (`to_pre_ln_key` with `prefixes`), the
+def to_pre_ln_state(state: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
+    """Our pre-LN state dict under RobertaPreLayerNorm's names (`to_pre_ln_key`), the
     position table shifted: zero rows for RoBERTa's padding_idx and below (never a real token's position)."""
     state = dict(state)
     positions = state[POSITIONS_KEY]
     filler = positions.new_zeros(position_offset(config), positions.shape[1])
     state[POSITIONS_KEY] = torch.cat([filler, positions])
-    return {to_pre_ln_key(key, prefixes): value for key, value in state.items()}
+    return {to_pre_ln_key(key): value for key, value in state.items()}
 
 
 def read_config(directory: str | os.PathLike) -> BertConfig:

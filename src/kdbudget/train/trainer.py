@@ -59,7 +59,7 @@ from kdbudget.train.distributed import (
 from kdbudget.train.divergence import Diverged, DivergenceGuard
 from kdbudget.train.hardware import mfu, peak_flops
 from kdbudget.train.lock import CheckpointBusy, CheckpointLock, held_by_launcher
-from kdbudget.train.optim import build_optimizer, set_lr
+from kdbudget.train.optim import build_optimizer, lr_multiplier, set_lr
 from kdbudget.train.orphan import ParentWatch
 from kdbudget.train.runtime import (
     autocast_context,
@@ -70,7 +70,6 @@ from kdbudget.train.runtime import (
     set_threads,
     versions,
 )
-from kdbudget.train.schedule import lr_multiplier
 from kdbudget.train.spec import RunSpec
 from kdbudget.train.speed import (
     CompiledLayers,
@@ -395,7 +394,7 @@ def _pretrain(spec: RunSpec, world: World, device: torch.device, stop: _StopFlag
             clock.start()
             fraction = budget.fraction(spent)
             strategy.begin_step(fraction, student)  # a staged strategy switches stage by the budget spent
-            lr = opt.lr * lr_multiplier(strategy.schedule_fraction(fraction), opt.warmup)
+            lr = opt.lr * lr_multiplier(strategy.schedule_fraction(fraction), total=1.0, warmup=opt.warmup)
             set_lr(optimizer, lr)
             # Every process reads the global micro-batches and trains on its own slices. They are
             # read as one process would read them, micro-batch by micro-batch, so dynamic masks (keyed
