@@ -471,6 +471,44 @@ def test_a_pre_ln_student_fine_tunes_and_keeps_roberta_prelayernorm_weights(mode
     assert M.pearson(scores, [e.label for e in dev]) == pytest.approx(result["dev"]["pearson"], abs=1e-5)
 
 
+
+def test_a_mobilebert_student_fine_tunes_with_bert_s_head_and_keeps_transformers_weights(model_dir, toy_glue,
+                                                                                          tmp_path):
+    """A MobileBERT-shaped student (the bottleneck shape option) fine-tunes as transformers'
+    MobileBertForSequenceClassification with BERT's head (dense + tanh on the first token), and the kept model
+    loads with the Auto class and predicts what the result says."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdbudget.glue.classifier import head_layers
+    from kdbudget.glue.finetune import finetune
+    from kdbudget.model import read_config, save_pretrained
+    from kdbudget.model.mobilebert import KDMobileBertForMaskedLM, mobilebert_config
+
+    vocab = read_config(model_dir).vocab_size
+    torch.manual_seed(0)
+    student = KDMobileBertForMaskedLM(mobilebert_config(2, 32, 4, 32, vocab, 64, bottleneck=16, embedding_size=16,
+                                                        ffn_stack=2))
+    save_pretrained(student, tmp_path / "mobile")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, tmp_path / "mobile" / name)
+    result = finetune(tmp_path / "mobile", toy_glue, "sst2", batch_size=16, lr=1e-3, epochs=2, max_seq_len=64,
+                      threads=1, keep_weights_dir=tmp_path / "kept")
+    assert result["train_steps"] == 8 and result["dev"]["accuracy"] is not None
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "kept").eval()
+    assert type(hf).__name__ == "MobileBertForSequenceClassification" and hf.config.classifier_activation
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "kept", local_files_only=True)
+    dev = load_task(toy_glue, "sst2").dev["dev"]
+    batch = tokenizer([e.text_a for e in dev], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        logits = hf(**batch).logits
+        # BERT's head by hand on the encoder's first token: classifier(tanh(dense(h0))); dropout is off in eval.
+        dense, classifier = head_layers(hf)
+        first = hf.mobilebert(**batch).last_hidden_state[:, 0]
+        torch.testing.assert_close(logits, classifier(torch.tanh(dense(first))), rtol=1e-5, atol=1e-5)
+    accuracy = float((logits.argmax(-1) == torch.tensor([e.label for e in dev])).float().mean())
+    assert accuracy == pytest.approx(result["dev"]["accuracy"])
+
 @pytest.fixture
 def restore_logging():
     """The command line configures the root logger; put pytest's handlers back afterwards."""

@@ -6,6 +6,10 @@ attention, fp32 weights) loads what pretraining saved:
 - a post-LN student (a `BertForMaskedLM` directory) as
   `BertForSequenceClassification`: pooler (dense + tanh on [CLS]), dropout,
   linear classifier;
+- a MobileBERT student (a `MobileBertForMaskedLM` directory, the
+  bottleneck shape option) as `MobileBertForSequenceClassification`, with
+  `classifier_activation` on: its pooler is then BERT's (dense + tanh on the
+  first token), so every arm fine-tunes the same kind of head;
 - a pre-LN student (a `RobertaPreLayerNormForMaskedLM` directory, see
   `kdbudget.model.hf_io`) as `RobertaPreLayerNormForSequenceClassification`.
   Its stock head applies dropout twice (on [CLS], and after dense + tanh),
@@ -28,6 +32,7 @@ cross-entropy otherwise, in fp32 under autocast.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -35,12 +40,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
+from transformers import AutoModelForSequenceClassification, MobileBertConfig, PretrainedConfig, PreTrainedModel
 
 from kdbudget.glue.tasks import GlueTask
 from kdbudget.io import atomic_dir, write_json
 from kdbudget.model.bert import is_pre_norm
 from kdbudget.model.hf_io import read_config
+from kdbudget.model.mobilebert import MODEL_TYPE as MOBILEBERT_TYPE
+from kdbudget.model.mobilebert import is_mobilebert
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +71,41 @@ class PoolerHead(nn.Module):
         return self.out_proj(self.dropout(torch.tanh(self.dense(features[:, 0]))))
 
 
+def encoder_config(model_dir: str | Path) -> PretrainedConfig:
+    """The pretrained encoder's config as fine-tuning reads it (vocabulary, positions): our view of a BERT or
+    pre-LN BERT (`read_config`, which refuses other models), or a MobileBERT student's own config."""
+    if _model_type(Path(model_dir) / "config.json") == MOBILEBERT_TYPE:
+        return MobileBertConfig.from_pretrained(str(model_dir))
+    return read_config(model_dir)
+
+
+def _model_type(config_path: Path) -> str | None:
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # read_config then names what is wrong with the file
+    return data.get("model_type") if isinstance(data, dict) else None
+
+
 def head_layers(model: PreTrainedModel) -> tuple[nn.Linear, nn.Linear]:
     """The head's two linear layers, in the order they are drawn: (pooler dense, classifier)."""
     if isinstance(model.classifier, PoolerHead):
         return model.classifier.dense, model.classifier.out_proj
-    return model.bert.pooler.dense, model.classifier
+    encoder = model.mobilebert if hasattr(model, "mobilebert") else model.bert
+    return encoder.pooler.dense, model.classifier
 
 
 def load_classifier(model_dir: str | Path, task: GlueTask, seed: int) -> PreTrainedModel:
     """``model_dir`` as an fp32 sequence classifier for ``task`` with a fresh head drawn after
     ``torch.manual_seed(seed)`` (the global generator then drives dropout)."""
-    pre_norm = is_pre_norm(read_config(model_dir))  # also refuses a model that is neither BERT nor pre-LN BERT
+    config = encoder_config(model_dir)  # refuses a model that is neither BERT, pre-LN BERT nor MobileBERT
+    mobile = is_mobilebert(config)
+    pre_norm = not mobile and is_pre_norm(config)
+    # MobileBERT's pooler is dense + tanh (BERT's) only with classifier_activation on.
+    options = {"classifier_activation": True} if mobile else {}
     model, info = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=task.num_labels, attn_implementation="sdpa", dtype=torch.float32,
-        output_loading_info=True)
+        output_loading_info=True, **options)
     labels = task.labels or ("score",)  # what a user of the saved model sees
     model.config.id2label = dict(enumerate(labels))
     model.config.label2id = {label: i for i, label in enumerate(labels)}
@@ -85,7 +113,8 @@ def load_classifier(model_dir: str | Path, task: GlueTask, seed: int) -> PreTrai
     model.config.finetuning_task = task.name
     if pre_norm:
         model.classifier = PoolerHead(model.config)
-    head = tuple(name for name, _ in model.named_parameters() if name.startswith(("classifier.", "bert.pooler.")))
+    head = tuple(name for name, _ in model.named_parameters()
+                 if name.startswith(("classifier.", "bert.pooler.", "mobilebert.pooler.")))
     missing = [key for key in info["missing_keys"] if key not in head]
     unexpected = [key for key in info["unexpected_keys"] if not key.startswith(LEFT_OVER_PREFIXES)]
     if missing or unexpected or info["mismatched_keys"]:

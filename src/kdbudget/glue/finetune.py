@@ -28,7 +28,7 @@ import torch
 from kdbudget.data.tokenizer import load_tokenizer
 from kdbudget.glue.batches import epoch_plans
 from kdbudget.glue.cells import cell_name
-from kdbudget.glue.classifier import load_classifier, save_classifier
+from kdbudget.glue.classifier import encoder_config, load_classifier, save_classifier
 from kdbudget.glue.encode import encode
 from kdbudget.glue.evaluate import predict
 from kdbudget.glue.loader import DEFAULT_MAX_MALFORMED, load_task
@@ -36,7 +36,6 @@ from kdbudget.glue.loop import train_epochs
 from kdbudget.glue.metrics import dev_metrics, nan_to_none
 from kdbudget.glue.select import majority_baseline
 from kdbudget.glue.tasks import GlueTask, get_task
-from kdbudget.model.hf_io import read_config
 from kdbudget.train.optim import build_optimizer
 from kdbudget.train.runtime import autocast_context, autocast_dtype, device_name, pick_device, set_threads, versions
 from kdbudget.train.speed import fused_adamw
@@ -113,7 +112,7 @@ def finetune(
 
     data = load_task(glue_dir, task, max_malformed_fraction=max_malformed_fraction)
     tokenizer = load_tokenizer(model_dir)
-    config = read_config(model_dir)  # our view: a pre-LN model's positions without RoBERTa's offset
+    config = encoder_config(model_dir)  # our view: a pre-LN model's positions without RoBERTa's offset
     _check_arguments(batch_size, lr, epochs, warmup, max_seq_len, config.max_position_embeddings)
     if len(tokenizer) > config.vocab_size:
         raise ValueError(f"{model_dir}: the tokenizer has {len(tokenizer)} tokens, the model "

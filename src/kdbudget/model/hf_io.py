@@ -235,9 +235,9 @@ def read_config(directory: str | os.PathLike) -> BertConfig:
                              f"leaves no position after padding_idx {config.pad_token_id}")
         return config
     if model_type == MOBILEBERT_TYPE:  # our MobileBERT student: transformers loads it, our BERT code does not
-        raise ValueError(f"{config_path}: a MobileBERT model (a student shape option) can be pretrained and loaded "
-                         "with transformers' AutoModelForMaskedLM, but not used as a teacher or fine-tuned by the "
-                         "GLUE stage, which take BERT checkpoints")
+        raise ValueError(f"{config_path}: a MobileBERT model (a student shape option) is pretrained, fine-tuned on "
+                         "GLUE and loaded with transformers' Auto classes, but not used as a teacher, which must be "
+                         "a BERT checkpoint")
     raise ValueError(f"{config_path}: model_type is {model_type!r}, expected {BERT_TYPE!r} or {PRE_LN_TYPE!r}")
 
 
