@@ -16,4 +16,5 @@ results = {
                              glue=Path(glue) / "summary.json")
     for name, model, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue, strict=True)
 }
-write_plots(build_table(layout, results), results, Path(snakemake.output.throughput).parent)
+blocks = build_table(layout, results, tasks=snakemake.params.tasks)
+write_plots(blocks, results, Path(snakemake.output.throughput).parent)

@@ -17,6 +17,6 @@ results = {
                                     strict=True)
 }
 out = snakemake.output
-blocks = build_table(layout, results)
+blocks = build_table(layout, results, tasks=snakemake.params.tasks)
 if not write_sweeps(blocks, Path(out.md).parent, Path(out.png).parent, snakemake.params.amortise_over):
     raise SystemExit("no group has more than one budget scale: nothing to sweep")

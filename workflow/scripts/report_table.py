@@ -16,4 +16,4 @@ results = {
     for name, pretrain, glue in zip(snakemake.params.models, snakemake.input.pretrain, snakemake.input.glue,
                                     strict=True)
 }
-write_tables(build_table(layout, results), Path(snakemake.output.md).parent)
+write_tables(build_table(layout, results, tasks=snakemake.params.tasks), Path(snakemake.output.md).parent)

@@ -7,6 +7,7 @@ Reads only results/pretrain/{model}/summary.json, metrics.jsonl and
 results/glue/{model}/summary.json for the models the config defines. A group
 at several budget scales also gets sweep.{md,csv} and compute_quality.{png,pdf}
 (its teacher's cost amortised over the config's report.amortise_over students).
+The task columns are Table 2's seven that the config's glue.tasks lists.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from kdbudget.report.formats import RENDERERS
 from kdbudget.report.layout import layout_from_config
 from kdbudget.report.render import write_docs, write_plots, write_sweeps, write_tables
 from kdbudget.report.results import load_results
-from kdbudget.report.table import MissingResultsError, build_table
+from kdbudget.report.table import MissingResultsError, build_table, report_tasks
 
 log = logging.getLogger("kdbudget.report")
 SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.schema)
         layout = layout_from_config(config)
         model_results = load_results(layout, results)
-        blocks = build_table(layout, model_results, allow_missing=args.allow_missing)
+        blocks = build_table(layout, model_results, allow_missing=args.allow_missing,
+                             tasks=report_tasks(config["glue"]["tasks"]))
     except (ConfigError, MissingResultsError, ValueError) as err:
         log.error("%s", err)
         return 1

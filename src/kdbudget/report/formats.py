@@ -6,6 +6,12 @@ with the 95% interval, ``+1.5 [+0.2, +2.8]*`` (``*``: the interval excludes
 explain them appear only when a row needs them, so a table of single runs
 reads as before. The budget ledger (``ledger``) is a compact last column in
 Markdown and full columns in CSV and HTML.
+
+The task columns are the blocks' own (``Block.tasks``: Table 2's seven, or
+those of them the config's ``glue.tasks`` lists). Over fewer than seven, Avg
+is headed "Avg (3 tasks)", the note says which tasks it averages, and the CSV
+gains a last column ``avg_tasks`` (the averaged tasks, space-separated); a
+seven-task table renders exactly as it always has.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import io
 from collections.abc import Sequence
 
 from kdbudget.report.ledger import Ledger
-from kdbudget.report.table import STRATEGY_LABELS, TASK_HEADERS, TASKS, Block, Row
+from kdbudget.report.table import STRATEGY_LABELS, TASK_HEADERS, TASKS, Block, Row, avg_label
 
 GAP = "n/a"
 TABLE_FILES = {"md": "table2.md", "tex": "table2.tex", "csv": "table2.csv", "html": "table2.html"}
@@ -32,6 +38,27 @@ CI_NOTES = {
                 "its own seed)",
     "welch-t": "Welch t-interval on the two rows' per-GLUE-seed Avgs (one pretraining run each)",
 }
+SEVEN_AVG = "Avg: mean of the seven task columns"
+
+
+def table_tasks(blocks: Sequence[Block]) -> tuple[str, ...]:
+    """The blocks' task columns (one table, one set of tasks); Table 2's seven for no blocks."""
+    found = {b.tasks for b in blocks}
+    if len(found) > 1:
+        raise ValueError(f"blocks built over different task lists: {sorted(found)}")
+    return found.pop() if found else TASKS
+
+
+def note(tasks: Sequence[str] = TASKS) -> str:
+    """:data:`NOTE`, its Avg sentence naming the tasks when there are fewer than seven."""
+    if tuple(tasks) == TASKS:
+        return NOTE
+    names = ", ".join(TASK_HEADERS[t][0] for t in tasks)
+    return NOTE.replace(SEVEN_AVG, f"{avg_label(tasks)}: mean of the {len(tasks)} task columns shown ({names}), the "
+                                   "only Table 2 tasks in the config's glue.tasks; not comparable with a seven-task "
+                                   "Avg or the paper's")
+
+
 DEGENERATE_MARK = "†"
 SIGNIFICANT_MARK = "*"
 MEASURE_SHORT = {"flops": "FLOPs", "seconds": "s", "tokens": "tokens"}
@@ -98,7 +125,8 @@ def row_cells(row: Row) -> list[str]:
     spread = row.std if row.repeated else {}
     flagged = row.degenerate
     return ([format_tokens(row.tokens)]
-            + [format_spread(row.scores[t], spread.get(t)) + (DEGENERATE_MARK if t in flagged else "") for t in TASKS]
+            + [format_spread(row.scores[t], spread.get(t)) + (DEGENERATE_MARK if t in flagged else "")
+               for t in row.tasks]
             + [format_spread(row.avg, row.avg_std if row.repeated else None), delta_cell(row)])
 
 
@@ -146,9 +174,9 @@ def ledger_cells(ledger: Ledger) -> list[str]:
             GAP if ledger.gpu_hours is None else f"{ledger.gpu_hours:.3g}"]
 
 
-def headers() -> list[str]:
-    return (["Total Token Throughput"] + [f"{name} ({metric})" for name, metric in TASK_HEADERS.values()]
-            + ["Avg", "Δ"])
+def headers(tasks: Sequence[str] = TASKS) -> list[str]:
+    return (["Total Token Throughput"] + [f"{TASK_HEADERS[t][0]} ({TASK_HEADERS[t][1]})" for t in tasks]
+            + [avg_label(tasks), "Δ"])
 
 
 def _missing_notes(blocks: Sequence[Block]) -> list[str]:
@@ -176,14 +204,16 @@ def extra_notes(blocks: Sequence[Block]) -> list[str]:
 
 def render_markdown(blocks: Sequence[Block], *, ledger: bool = True) -> str:
     """Table 2 in Markdown; ``ledger``: the compact budget ledger as the last column."""
-    cols = ["Model", *headers(), *(["Budget"] if ledger else [])]
+    tasks = table_tasks(blocks)
+    cols = ["Model", *headers(tasks), *(["Budget"] if ledger else [])]
     lines = ["| " + " | ".join(cols) + " |",
-             "| " + " | ".join([":---"] + ["---:"] * len(headers()) + [":---"] * ledger) + " |"]
+             "| " + " | ".join([":---"] + ["---:"] * len(headers(tasks)) + [":---"] * ledger) + " |"]
     for block in blocks:
         lines.append("| " + " | ".join([f"*{block.title}*"] + [""] * (len(cols) - 1)) + " |")
         lines += ["| " + " | ".join([row.label, *row_cells(row), *([ledger_compact(row.ledger)] if ledger else [])])
                   + " |" for row in block.rows]
-    text = "\n".join(lines) + "\n\n" + " ".join([NOTE, *extra_notes(blocks), *([BUDGET_NOTE] if ledger else [])]) + "\n"
+    notes = [note(tasks), *extra_notes(blocks), *([BUDGET_NOTE] if ledger else [])]
+    text = "\n".join(lines) + "\n\n" + " ".join(notes) + "\n"
     missing = _missing_notes(blocks)
     if missing:
         text += f"\n{GAP}: results missing (rendered with --allow-missing):\n" + "".join(f"- {m}\n" for m in missing)
@@ -209,9 +239,11 @@ def _tex_cell(text: str) -> str:
 
 def render_latex(blocks: Sequence[Block], *, caption: str | None = None, tex_label: str = "tab:table2") -> str:
     """A booktabs ``table*`` (needs ``\\usepackage{booktabs}``)."""
-    n = 1 + len(headers())
-    top = ["", "Total Token"] + [name for name, _ in TASK_HEADERS.values()] + ["Avg", r"$\Delta$"]
-    sub = ["", "Throughput"] + [f"({metric})" for _, metric in TASK_HEADERS.values()] + ["", ""]
+    tasks = table_tasks(blocks)
+    n = 1 + len(headers(tasks))
+    avg_top, _, avg_sub = avg_label(tasks).partition(" ")  # "Avg (3 tasks)": its count on the second line
+    top = ["", "Total Token"] + [TASK_HEADERS[t][0] for t in tasks] + [avg_top, r"$\Delta$"]
+    sub = ["", "Throughput"] + [f"({TASK_HEADERS[t][1]})" for t in tasks] + [avg_sub, ""]
     lines = [
         "% Table 2, generated by kdbudget.report from the run's summaries. Needs \\usepackage{booktabs}.",
         r"\begin{table*}[t]", r"\centering", r"\small",
@@ -223,7 +255,7 @@ def render_latex(blocks: Sequence[Block], *, caption: str | None = None, tex_lab
         for row in block.rows:
             name = f"{_tex_escape(STRATEGY_LABELS.get(row.strategy, row.strategy))}$_{{{row.layers}}}$"
             lines.append(" & ".join([name] + [_tex_cell(c) for c in row_cells(row)]) + r" \\")
-    caption = caption or " ".join([NOTE, *extra_notes(blocks)]).replace("Delta", r"$\Delta$").replace(
+    caption = caption or " ".join([note(tasks), *extra_notes(blocks)]).replace("Delta", r"$\Delta$").replace(
         "Δ", r"$\Delta$").replace(" ± ", r" $\pm$ ").replace(DEGENERATE_MARK, r"$^\dagger$")
     missing = _missing_notes(blocks)
     if missing:
@@ -240,11 +272,17 @@ def _tex_escape_caption(text: str) -> str:
 
 # New columns come last so that existing columns keep their place: "label" (the strategy's row label, without
 # the layer subscript), then the runs behind a row and their spread, Delta's interval, the budget ledger.
-CSV_COLUMNS = ["group", "group_title", "model", "strategy", "layers", "tokens", "throughput", *TASKS, "avg", "delta",
-               "missing", "label", "budget_scale", "runs", "seeds", "glue_seeds", *(f"{t}_std" for t in TASKS),
-               "avg_std", "delta_ci_low", "delta_ci_high", "delta_ci_method", "delta_ci_excludes_zero", "degenerate",
-               "budget_measure", "budget_amount", "budget_spent", "epochs", "teacher_flops_share", "teacher_forward",
-               "teacher_cost_flops", "teacher_cost_gpu_hours", "teacher_cost_source", "device", "gpu_hours"]
+# Over fewer than seven tasks, "avg_tasks" (the tasks "avg" averages) comes last.
+def csv_columns(tasks: Sequence[str] = TASKS) -> list[str]:
+    return ["group", "group_title", "model", "strategy", "layers", "tokens", "throughput", *tasks, "avg", "delta",
+            "missing", "label", "budget_scale", "runs", "seeds", "glue_seeds", *(f"{t}_std" for t in tasks),
+            "avg_std", "delta_ci_low", "delta_ci_high", "delta_ci_method", "delta_ci_excludes_zero", "degenerate",
+            "budget_measure", "budget_amount", "budget_spent", "epochs", "teacher_flops_share", "teacher_forward",
+            "teacher_cost_flops", "teacher_cost_gpu_hours", "teacher_cost_source", "device", "gpu_hours",
+            *([] if tuple(tasks) == TASKS else ["avg_tasks"])]
+
+
+CSV_COLUMNS = csv_columns()
 
 
 def render_csv(blocks: Sequence[Block]) -> str:
@@ -257,23 +295,24 @@ def render_csv(blocks: Sequence[Block]) -> str:
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    tasks = table_tasks(blocks)
+    writer.writerow(csv_columns(tasks))
     for block in blocks:
         for row in block.rows:
             ci, ledger = row.delta_ci, row.ledger
             writer.writerow([block.group, block.title, row.model, row.strategy, row.layers, raw(row.tokens),
                              "" if row.tokens is None else format_tokens(row.tokens),
-                             *(number(row.scores[t]) for t in TASKS), number(row.avg), number(row.delta),
+                             *(number(row.scores[t]) for t in tasks), number(row.avg), number(row.delta),
                              "; ".join(row.missing), STRATEGY_LABELS.get(row.strategy, row.strategy),
                              f"{row.scale:g}", len(row.runs), " ".join(raw(r.seed) for r in row.runs), row.glue_seeds,
-                             *(number(row.std.get(t)) for t in TASKS), number(row.avg_std),
+                             *(number(row.std.get(t)) for t in tasks), number(row.avg_std),
                              number(ci and ci.low), number(ci and ci.high), ci.method if ci else "",
                              "" if ci is None else str(ci.excludes_zero).lower(),
                              "; ".join(f"{t}: {', '.join(runs)}" for t, runs in row.degenerate.items()),
                              raw(ledger.measure), raw(ledger.amount), raw(ledger.spent), raw(ledger.epochs),
                              raw(ledger.teacher_share), raw(ledger.teacher_forward), raw(ledger.teacher_cost_flops),
                              raw(ledger.teacher_cost_gpu_hours), raw(ledger.teacher_cost_source), raw(ledger.device),
-                             raw(ledger.gpu_hours)])
+                             raw(ledger.gpu_hours), *([] if tasks == TASKS else [" ".join(tasks)])])
     return out.getvalue()
 
 
@@ -286,13 +325,14 @@ HTML_STYLE = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:co
 def render_html(blocks: Sequence[Block], *, title: str = "Table 2") -> str:
     """A standalone HTML page (the report embeds it)."""
     esc = html.escape
-    cols = ["Model", *headers(), *LEDGER_HEADERS]
+    tasks = table_tasks(blocks)
+    cols = ["Model", *headers(tasks), *LEDGER_HEADERS]
     body = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in cols) + "</tr></thead>", "<tbody>"]
     for block in blocks:
         body.append(f'<tr class="block"><td colspan="{len(cols)}">{esc(block.title)}</td></tr>')
         body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in [row.label, *row_cells(row), *ledger_cells(row.ledger)])
                  + "</tr>" for row in block.rows]
-    body += ["</tbody>", "</table>", *(f"<p>{esc(note)}</p>" for note in [NOTE, *extra_notes(blocks)])]
+    body += ["</tbody>", "</table>", *(f"<p>{esc(text)}</p>" for text in [note(tasks), *extra_notes(blocks)])]
     missing = _missing_notes(blocks)
     if missing:
         body.append(f"<p>{GAP}: results missing: {esc('; '.join(missing))}</p>")

@@ -31,10 +31,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from kdbudget.io import atomic_path
-from kdbudget.report.formats import format_tokens
+from kdbudget.report.formats import format_tokens, table_tasks
 from kdbudget.report.results import ModelResults
 from kdbudget.report.sweep import Sweep
-from kdbudget.report.table import TASK_HEADERS, TASKS, Block, Row
+from kdbudget.report.table import TASK_HEADERS, Block, Row, avg_label
 from kdbudget.strategies.registry import STRATEGIES
 
 PLOTS = ("throughput", "loss_curves", "glue_delta", "budget")
@@ -167,8 +167,9 @@ def plot_loss_curves(blocks: Sequence[Block], results: Mapping[str, ModelResults
 
 
 def plot_glue_delta(blocks: Sequence[Block]) -> Figure:
-    columns = list(TASKS) + ["avg"]
-    names = [TASK_HEADERS[t][0] for t in TASKS] + ["Avg"]
+    tasks = table_tasks(blocks)  # the configured Table 2 tasks only
+    columns = list(tasks) + ["avg"]
+    names = [TASK_HEADERS[t][0] for t in tasks] + [avg_label(tasks)]
     fig = Figure(figsize=(10, 3.3 * len(blocks) + 0.4), layout="constrained")
     axes = fig.subplots(len(blocks), 1, squeeze=False)[:, 0]
     for ax, block in zip(axes, blocks, strict=True):
@@ -185,7 +186,7 @@ def plot_glue_delta(blocks: Sequence[Block]) -> Figure:
         width = 0.8 / len(others)
         for i, row in enumerate(others):
             values = [None if row.scores[t] is None or reference.scores[t] is None
-                      else row.scores[t] - reference.scores[t] for t in TASKS] + [row.delta]
+                      else row.scores[t] - reference.scores[t] for t in tasks] + [row.delta]
             xs = [c - 0.4 + width * (i + 0.5) for c in range(len(columns))]
             ax.bar([x for x, v in zip(xs, values, strict=True) if v is not None], [v for v in values if v is not None],
                    width=width, color=_color(row.strategy), label=row.label)
@@ -261,7 +262,7 @@ def plot_compute_quality(found: Sequence[Sweep], amortise_over: int = 1) -> Figu
                          (charged_ax, f"FLOPs charged: KD + teacher pretraining / {amortise_over}")):
             ax.set_xscale("log")
             ax.set_xlabel(what)
-            ax.set_ylabel("GLUE Avg (x100)")
+            ax.set_ylabel(f"GLUE {avg_label(sweep.tasks)} (x100)")
             ax.grid(alpha=0.3)
             ax.set_title(textwrap.fill(sweep.title + (f": teacher amortised over {amortise_over}" if ax is charged_ax
                                                       else ""), 60))

@@ -15,6 +15,9 @@
   plus its teacher's pretraining FLOPs (``teacher_cost.flops``) divided by
   ``report.amortise_over`` (n students sharing one teacher); No-KD is charged
   its own FLOPs. A teacher of unknown FLOPs leaves the charged view n/a.
+- **Tasks.** Avg is Table 2's (``table``): over fewer than seven tasks (the
+  config's ``glue.tasks``) it is headed "Avg (3 tasks)" and the CSV gains a
+  last column ``avg_tasks``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 from kdbudget.plan import REFERENCE_STRATEGY
 from kdbudget.report.stats import mean
-from kdbudget.report.table import Block, Row
+from kdbudget.report.table import TASKS, Block, Row, avg_label
 
 NOT_WITHIN = "not within the sweep"
 SWEEP_FILES = {"md": "sweep.md", "csv": "sweep.csv"}
@@ -62,6 +65,7 @@ class Sweep:
     group: str
     title: str
     points: dict[str, list[SweepPoint]]  # per strategy, by ascending scale
+    tasks: tuple[str, ...] = TASKS  # the tasks each point's Avg averages
 
     @property
     def reference(self) -> list[SweepPoint]:
@@ -87,7 +91,7 @@ def sweeps(blocks: Sequence[Block]) -> list[Sweep]:
         for block in sorted(group_blocks, key=lambda b: b.scale):
             for row in block.rows:
                 points.setdefault(row.strategy, []).append(_point(row, block.scale))
-        found.append(Sweep(group, group_blocks[0].group_title or group, points))
+        found.append(Sweep(group, group_blocks[0].group_title or group, points, group_blocks[0].tasks))
     return found
 
 
@@ -160,7 +164,8 @@ def render_sweep_markdown(found: Sequence[Sweep], amortise_over: int = 1) -> str
     lines = []
     for sweep in found:
         lines += [f"### {sweep.title}", "",
-                  "| Strategy | Budget scale | FLOPs spent | Avg | No-KD FLOPs for that Avg | No-KD / KD FLOPs "
+                  f"| Strategy | Budget scale | FLOPs spent | {avg_label(sweep.tasks)} | No-KD FLOPs for that Avg "
+                  "| No-KD / KD FLOPs "
                   f"| FLOPs charged (+ teacher / {amortise_over}) | No-KD / charged |",
                   "| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for c in crossovers(sweep, amortise_over):
@@ -188,10 +193,12 @@ SWEEP_COLUMNS = ["group", "strategy", "label", "budget_scale", "flops", "avg", "
 def render_sweep_csv(found: Sequence[Sweep], amortise_over: int = 1) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SWEEP_COLUMNS)
+    partial = any(sweep.tasks != TASKS for sweep in found)  # Avg over fewer than seven tasks: say which
+    writer.writerow(SWEEP_COLUMNS + ["avg_tasks"] * partial)
     for sweep in found:
         for c in crossovers(sweep, amortise_over):
             writer.writerow([sweep.group, c.strategy, c.label, f"{c.scale:g}",
                              *map(_number, (c.flops, c.avg, c.no_kd_flops, c.ratio)), amortise_over,
-                             *map(_number, (c.charged, c.charged_ratio, c.gpu_hours))])
+                             *map(_number, (c.charged, c.charged_ratio, c.gpu_hours)),
+                             *[" ".join(sweep.tasks)] * partial])
     return out.getvalue()

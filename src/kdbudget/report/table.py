@@ -8,8 +8,13 @@ renders them as text, ``render`` writes the files).
   as ``4.6B``), the seven Table 2 tasks (QNLI, SST-2, MNLI matched, MRPC F1,
   QQP, RTE, CoLA MCC; GLUE dev scores x100; STS-B is not in Table 2), Avg and
   Delta.
-- **Avg** is the mean of the seven task columns, from unrounded scores. It is
-  defined only when all seven have a score: never a mean over fewer tasks.
+- **Tasks** (``report_tasks``): Table 2's seven tasks that the config's
+  ``glue.tasks`` lists, in Table 2's order (a laptop study may fine-tune on
+  fewer); ``build_table`` takes them explicitly, Table 2's seven by default.
+- **Avg** is the mean of the table's task columns, from unrounded scores. It is
+  defined only when every one of them has a score: never a mean over fewer
+  tasks than the columns. With fewer than seven it is labelled so
+  (``avg_label``: "Avg (3 tasks)") and never compared with the paper's.
 - **Delta** is Avg(row) - Avg(the block's No-KD row), from unrounded Avgs (the
   paper appears to subtract its rounded Avgs; see ``paper.py``). The No-KD row
   shows a dash; a group without a No-KD model has no Delta.
@@ -39,11 +44,12 @@ renders them as text, ``render`` writes the files).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kdbudget.glue.tasks import TABLE2_TASKS
+from kdbudget.glue.tasks import TASKS as GLUE_TASKS
 from kdbudget.plan import REFERENCE_STRATEGY
 from kdbudget.report.layout import GroupLayout, ModelLayout, parse_model_name
 from kdbudget.report.ledger import Ledger, combine, ledger_of
@@ -59,6 +65,26 @@ TASK_HEADERS: dict[str, tuple[str, str]] = {
 # Row labels come from the strategy registry (torch-free), so a new strategy is labelled where it is declared.
 STRATEGY_LABELS: dict[str, str] = {name: info.label for name, info in STRATEGIES.items()}
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def report_tasks(configured: Iterable[str]) -> tuple[str, ...]:
+    """Table 2's task columns for a config's ``glue.tasks``: the Table 2 tasks it lists, in Table 2's order
+    (STS-B and any other task outside Table 2 never appear); a ValueError naming the key when there is none."""
+    configured = set(configured)
+    unknown = sorted(configured - set(GLUE_TASKS))
+    if unknown:
+        raise ValueError(f"glue.tasks: unknown GLUE task(s) {', '.join(unknown)}")
+    tasks = tuple(t for t in TASKS if t in configured)
+    if not tasks:
+        raise ValueError(f"glue.tasks lists none of Table 2's tasks ({', '.join(TASKS)}): the report has no task "
+                         "column and no Avg to show")
+    return tasks
+
+
+def avg_label(tasks: Sequence[str]) -> str:
+    """``Avg`` over Table 2's seven tasks; ``Avg (3 tasks)`` over fewer, so that it is never read as GLUE's Avg."""
+    n = len(tasks)
+    return "Avg" if tuple(tasks) == TASKS else f"Avg ({n} task{'s' if n != 1 else ''})"
 
 
 class MissingResultsError(LookupError):
@@ -93,18 +119,20 @@ class Run:
     ledger: Ledger
     missing: tuple[str, ...] = ()
     flops: float | None = None
+    tasks: tuple[str, ...] = TASKS  # the table's task columns: Avg is their mean
 
     @property
     def avg(self) -> float | None:
-        return mean([self.scores[t] for t in TASKS]) if None not in self.scores.values() else None
+        values = [self.scores.get(t) for t in self.tasks]
+        return mean(values) if None not in values else None
 
     @property
     def seed_avgs(self) -> tuple[float, ...]:
         """Avg per GLUE seed (the i-th seed of every task); empty unless every task has the same two or more."""
-        counts = {len(self.seed_scores.get(t, ())) for t in TASKS}
+        counts = {len(self.seed_scores.get(t, ())) for t in self.tasks}
         if len(counts) != 1 or counts == {0} or counts == {1}:
             return ()
-        return tuple(mean(values) for values in zip(*(self.seed_scores[t] for t in TASKS), strict=True))
+        return tuple(mean(values) for values in zip(*(self.seed_scores[t] for t in self.tasks), strict=True))
 
 
 def _finite100(value: Any) -> float | None:
@@ -124,8 +152,10 @@ def _task_entry(glue: Mapping[str, Any], task: str) -> tuple[float | None, tuple
     return score, per_seed, tuple(entry.get("degenerate_seeds") or ()) if flagged else None
 
 
-def load_run(model: ModelLayout, results: ModelResults | None) -> Run:
-    """A run's scores, identity (base, seed, scale: its summary, else the plan, else its name) and ledger."""
+def load_run(model: ModelLayout, results: ModelResults | None, tasks: Sequence[str] = TASKS) -> Run:
+    """A run's scores on ``tasks``, identity (base, seed, scale: its summary, else the plan, else its name) and
+    ledger."""
+    tasks = tuple(tasks)
     results = results or ModelResults(model.name, None, None, None)
     summary, missing = results.pretrain, []
     if summary is None:
@@ -135,20 +165,20 @@ def load_run(model: ModelLayout, results: ModelResults | None) -> Run:
     base = found.get("base") or model.base or parsed.base
     seed = next((s for s in (found.get("seed"), model.seed, parsed.seed) if s is not None), None)
     scale = float(next((s for s in (found.get("budget_scale"), model.scale) if s is not None), parsed.scale))
-    scores: dict[str, float | None] = dict.fromkeys(TASKS)
+    scores: dict[str, float | None] = dict.fromkeys(tasks)
     seed_scores: dict[str, tuple[float, ...]] = {}
     degenerate: dict[str, tuple[Any, ...]] = {}
     if results.glue is not None:
-        for task in TASKS:
+        for task in tasks:
             scores[task], seed_scores[task], flagged = _task_entry(results.glue, task)
             if flagged is not None:
                 degenerate[task] = flagged
-        missing += [f"GLUE {TASK_HEADERS[t][0]} score" for t in TASKS if scores[t] is None]
+        missing += [f"GLUE {TASK_HEADERS[t][0]} score" for t in tasks if scores[t] is None]
     else:
         missing.append(f"GLUE summary ({results.where('glue')})")
     return Run(model.name, base, None if seed is None else int(seed), scale,
                None if summary is None else int(summary["tokens"]), scores, seed_scores, degenerate,
-               ledger_of(summary), tuple(missing), None if summary is None else float(summary["flops"]))
+               ledger_of(summary), tuple(missing), None if summary is None else float(summary["flops"]), tasks)
 
 
 # --- rows and blocks -------------------------------------------------------------------
@@ -173,6 +203,7 @@ class Row:
     avg_std: float | None = None
     delta_ci: Interval | None = None
     ledger: Ledger = field(default_factory=Ledger)
+    tasks: tuple[str, ...] = TASKS  # the table's task columns: Avg is their mean
 
     @property
     def label(self) -> str:
@@ -207,29 +238,30 @@ class Block:
     reference: str | None = None
     scale: float = 1.0
     group_title: str = ""  # the group's own title (``title`` adds the scale in a sweep)
+    tasks: tuple[str, ...] = TASKS  # the table's task columns: Avg is their mean
 
     def row(self, model: str) -> Row:
         return next(r for r in self.rows if r.model == model)
 
 
-def _row(runs: Sequence[Run], model: ModelLayout, group: str, compared: bool) -> Row:
+def _row(runs: Sequence[Run], model: ModelLayout, group: str, compared: bool, tasks: tuple[str, ...]) -> Row:
     single = len(runs) == 1
     name = runs[0].model if single else runs[0].base + scale_suffix(runs[0].scale)
-    scores = {t: None if any(r.scores[t] is None for r in runs) else mean([r.scores[t] for r in runs]) for t in TASKS}
+    scores = {t: None if any(r.scores[t] is None for r in runs) else mean([r.scores[t] for r in runs]) for t in tasks}
     avgs = [r.avg for r in runs]
     avg = None if None in avgs else mean(avgs)
     if not single:  # spread over pretraining seeds
-        spread = {t: None if scores[t] is None else std([r.scores[t] for r in runs]) for t in TASKS}
+        spread = {t: None if scores[t] is None else std([r.scores[t] for r in runs]) for t in tasks}
         avg_std = None if avg is None else std(avgs)
     else:  # spread over the GLUE seeds of the one run (none for one seed)
-        spread = {t: std(runs[0].seed_scores.get(t, ())) for t in TASKS}
+        spread = {t: std(runs[0].seed_scores.get(t, ())) for t in tasks}
         avg_std = std(runs[0].seed_avgs)
     tokens = [r.tokens for r in runs]
     missing = tuple(m if single else f"{r.model}: {m}" for r in runs for m in r.missing)
     return Row(name, group, model.strategy, model.layers, None if None in tokens else round(mean(tokens)), scores,
                avg, None, model.strategy == REFERENCE_STRATEGY and compared, missing, compared, tuple(runs),
                runs[0].scale, spread if any(v is not None for v in spread.values()) else {}, avg_std, None,
-               combine([r.ledger for r in runs]))
+               combine([r.ledger for r in runs]), tasks)
 
 
 def delta_interval(row: Row, reference: Row) -> Interval | None:
@@ -249,7 +281,7 @@ def _with_delta(row: Row, reference: Row | None) -> Row:
     return replace(row, delta=row.avg - reference.avg, delta_ci=ci)
 
 
-def _blocks(group: GroupLayout, runs: Mapping[str, Run]) -> list[Block]:
+def _blocks(group: GroupLayout, runs: Mapping[str, Run], tasks: tuple[str, ...]) -> list[Block]:
     scales = sorted({runs[m.name].scale for m in group.models})
     compared = any(m.strategy == REFERENCE_STRATEGY for m in group.models)
     blocks = []
@@ -261,23 +293,26 @@ def _blocks(group: GroupLayout, runs: Mapping[str, Run]) -> list[Block]:
             if run.scale == scale:
                 rows_runs.setdefault(run.base, []).append(run)
                 layouts.setdefault(run.base, m)
-        rows = [_row(rs, layouts[base], group.name, compared) for base, rs in rows_runs.items()]
+        rows = [_row(rs, layouts[base], group.name, compared, tasks) for base, rs in rows_runs.items()]
         reference = next((r for r in rows if r.is_reference), None)
         rows = [_with_delta(r, reference) for r in rows]
         title = group.title if scale == 1 and len(scales) == 1 else f"{group.title} (budget x{scale:g})"
-        blocks.append(Block(group.name, title, tuple(rows), reference.model if reference else None, scale, group.title))
+        blocks.append(Block(group.name, title, tuple(rows), reference.model if reference else None, scale, group.title,
+                            tasks))
     return blocks
 
 
 def build_table(layout: Sequence[GroupLayout], results: Mapping[str, ModelResults], *,
-                allow_missing: bool = False) -> list[Block]:
-    """Table 2's blocks; raises :class:`MissingResultsError` naming every incomplete model unless
-    ``allow_missing`` (then a gap is marked ``n/a`` and its Avg and Delta stay undefined)."""
-    runs = {m.name: load_run(m, results.get(m.name)) for g in layout for m in g.models}
+                allow_missing: bool = False, tasks: Iterable[str] = TASKS) -> list[Block]:
+    """Table 2's blocks over ``tasks`` (the config's ``glue.tasks``; :func:`report_tasks` keeps Table 2's and
+    orders them); raises :class:`MissingResultsError` naming every incomplete model unless ``allow_missing``
+    (then a gap is marked ``n/a`` and its Avg and Delta stay undefined)."""
+    columns = report_tasks(tasks)
+    runs = {m.name: load_run(m, results.get(m.name), columns) for g in layout for m in g.models}
     incomplete = {name: run.missing for name, run in runs.items() if run.missing}
     if incomplete and not allow_missing:
         lines = "\n".join(f"  {name}: {', '.join(missing)}" for name, missing in incomplete.items())
         raise MissingResultsError(
             f"results missing for {len(incomplete)} model(s) the config defines:\n{lines}\n"
             "Run the pipeline for them (snakemake --cores N table), or pass --allow-missing to mark them as gaps.")
-    return [block for group in layout for block in _blocks(group, runs)]
+    return [block for group in layout for block in _blocks(group, runs, columns)]
