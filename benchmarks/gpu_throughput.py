@@ -158,8 +158,8 @@ def measure(case: Case, shapes: dict, device: torch.device, args: argparse.Names
     row = {
         "shape": case.shape, "strategy": case.strategy, "compile": case.compile,
         "compile_active": bool(compiled and compiled.active), "compile_error": compiled.error if compiled else None,
-        "student": dict(zip(("layers", "hidden", "heads", "intermediate"), shape["student"])),
-        "teacher": (dict(zip(("layers", "hidden", "heads", "intermediate"), shape["teacher"]))
+        "student": dict(zip(("layers", "hidden", "heads", "intermediate"), shape["student"], strict=True)),
+        "teacher": (dict(zip(("layers", "hidden", "heads", "intermediate"), shape["teacher"], strict=True))
                     if teacher is not None else None),
         "vocab": shape["vocab"], "seq_len": SEQ_LEN, "masked_per_seq": masked_per_seq,
         "micro_batch": micro, "accumulation": accumulation, "tokens_per_step": tokens,
@@ -225,9 +225,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                       number(r["peak_memory_bytes"] and r["peak_memory_bytes"] / 2**30, ".1f"),
                       f"{r['warmup_seconds']:.1f}"))
     widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(COLUMNS)]
-    text = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(COLUMNS, widths)))]
+    text = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                      for i, (c, w) in enumerate(zip(COLUMNS, widths, strict=True)))]
     for line in lines:
-        text.append("  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths))))
+        text.append("  ".join(v.ljust(w) if i < 3 else v.rjust(w)
+                              for i, (v, w) in enumerate(zip(line, widths, strict=True))))
     return "\n".join(text)
 
 

@@ -275,7 +275,7 @@ def main() -> None:
         for name, samples, flops in measure_shape(shape, batch_size, strategies, args.steps):
             ours = [tokens / s.seconds for s in samples["ours"]]
             stock = [tokens / s.seconds for s in samples["stock"]]
-            ratios = [o / s for o, s in zip(ours, stock)]
+            ratios = [o / s for o, s in zip(ours, stock, strict=True)]
             low, high = quartiles(ratios)
             others = statistics.median(s.others for side in samples.values() for s in side)
             quiet = {side: [tokens / s.seconds for s in samples[side] if s.others < QUIET] for side in samples}

@@ -1,20 +1,32 @@
 # Table 2, its comparison with the paper and the plots. They read only the small
 # summaries in the model directories (never the weights), so the README's rebuild command
-#   snakemake --cores 1 table --allowed-rules table2 plots table --forcerun table2 plots
+#   snakemake --cores 1 table --allowed-rules table2 plots sweep table --forcerun table2 plots
+# (with a compute sweep in the config, --forcerun sweep too)
 # regenerates them from cached results without any training or fine-tuning job.
-from kdbudget.report.table import layout_from_plan, layout_to_data
+from kdbudget.report.layout import has_sweeps, layout_from_plan, layout_to_data
+from kdbudget.report.table import report_tasks
 
 
 # Seconds of work on small files: never worth a cluster job.
 localrules:
     table2,
     plots,
+    sweep,
     table,
 
 
 REPORT_LAYOUT = layout_to_data(layout_from_plan(MODELS, config["groups"]))
 TABLES = "results/tables"
 PLOTS = "results/plots"
+# The sweep's table and plot are outputs of `table` only when a group runs at several budget scales.
+SWEEPS = has_sweeps(config)
+
+
+def report_task_list(wildcards):
+    """Table 2's task columns: its seven tasks that glue.tasks lists (a laptop study may fine-tune on fewer; Avg is
+    then over those and labelled so, and table2_vs_paper says why it is skipped). A function, so that a config
+    without any Table 2 task fails in the report's jobs, naming glue.tasks, not when the workflow is parsed."""
+    return list(report_tasks(config["glue"]["tasks"]))
 
 
 rule table2:
@@ -33,6 +45,7 @@ rule table2:
     params:
         layout=REPORT_LAYOUT,
         models=list(MODELS),
+        tasks=report_task_list,
     log:
         "logs/report/table2.log",
     threads: 1
@@ -58,6 +71,7 @@ rule plots:
     params:
         layout=REPORT_LAYOUT,
         models=list(MODELS),
+        tasks=report_task_list,
     log:
         "logs/report/plots.log",
     threads: 1
@@ -70,7 +84,38 @@ rule plots:
         "../workflow/scripts/report_plots.py"
 
 
+# Groups at several budget scales: per KD strategy, the compute at which No-KD reaches its Avg
+# (sweep.md/csv), and GLUE Avg against compute (compute_quality), the teacher's cost charged or not.
+rule sweep:
+    input:
+        pretrain=pretrained_models(),
+        glue=glue_summaries(),
+    output:
+        md=f"{TABLES}/sweep.md",
+        csv=f"{TABLES}/sweep.csv",
+        png=report(
+            f"{PLOTS}/compute_quality.png", caption="../workflow/report/compute_quality.rst", category="Plots"
+        ),
+        pdf=f"{PLOTS}/compute_quality.pdf",
+    params:
+        layout=REPORT_LAYOUT,
+        models=list(MODELS),
+        tasks=report_task_list,
+        amortise_over=config["report"]["amortise_over"],
+    log:
+        "logs/report/sweep.log",
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/report_sweep.py"
+
+
 rule table:
     input:
         rules.table2.output,
         rules.plots.output,
+        rules.sweep.output if SWEEPS else [],

@@ -36,7 +36,7 @@ The first settlers of {title} came from the [[Northern Hills|hills in the north]
 
 Today the people of {title} still hold a fair in the autumn, when farmers from the valley sell apples and cheese.
 
-[[Category:Towns in the valley]]"""
+[[Category:Towns in the valley]]"""  # noqa: E501 (wiki paragraphs are one line each)
 
 
 def _page(title: str, ns: int, page_id: int, text: str, redirect: str | None = None) -> str:
@@ -124,7 +124,8 @@ def run_snakemake(workdir: Path, config: dict, *targets: str, extra: tuple[str, 
            "--cores", "2", "--configfile", str(config_path), *extra]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n"
+                             f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result
 
 

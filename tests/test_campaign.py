@@ -47,7 +47,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SNAKEMAKE, base_config
 
 pytestmark = pytest.mark.slow
@@ -230,7 +229,8 @@ def schedule(seed: int) -> list[Kill]:
     pretraining = rng.choice([("metrics", "teacher-t2", rng.randint(2, 8)), ("started", "pretrain")])
     return [
         Kill("data-stage job", signal.SIGKILL, ("started", data_job), rng.uniform(0.0, 1.5), script=data_job),
-        Kill("Snakemake", snakemake_signals[0], pretraining, rng.uniform(0.0, 0.3 if pretraining[0] == "metrics" else 2.0)),
+        Kill("Snakemake", snakemake_signals[0], pretraining,
+             rng.uniform(0.0, 0.3 if pretraining[0] == "metrics" else 2.0)),
         Kill("trainer", trainer_signals[0], ("metrics", "nokd2", rng.randint(2, 20)), rng.uniform(0.0, 0.3),
              script="pretrain", model="nokd2"),
         Kill("trainer", trainer_signals[1], ("metrics", "minilm2", rng.randint(2, 20)), rng.uniform(0.0, 0.3),

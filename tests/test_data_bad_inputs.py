@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import base_config, run_snakemake, write_books, write_wiki_dump
+
 from kdbudget.data.extract import SourceError, extract_wikipedia, read_books
 from kdbudget.data.shard import EmptyCorpusError, shard_documents
 

@@ -4,14 +4,15 @@ leaves no partial output that looks complete."""
 import json
 
 import pytest
-
 from conftest import base_config, run_snakemake, write_books, write_wiki_dump
+
 from kdbudget.data.tokenizer import save_tokenizer, train_wordpiece
 from kdbudget.io import atomic_dir, atomic_path
 
 
 def _sources(wiki, books):
-    return {"corpus": {"wikipedia": {"source": "file", "path": str(wiki)}, "bookcorpus": {"source": "dir", "path": str(books)}}}
+    return {"corpus": {"wikipedia": {"source": "file", "path": str(wiki)},
+                       "bookcorpus": {"source": "dir", "path": str(books)}}}
 
 
 def _output(result) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, write_books
+
 from kdbudget.data import build, extract, wordpiece
 from kdbudget.data.build import PackingConfig, pack_shard
 from kdbudget.data.documents import MAX_DOC_CHARS, bounded_lines, read_documents, split_text

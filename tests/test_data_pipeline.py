@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SNAKEMAKE, base_config, run_snakemake
 
 
@@ -20,7 +19,8 @@ def test_wikiextractor_through_the_rule(tmp_path, wiki_dump, books_dir):
     docs = [json.loads(line) for line in (work / "results/data/extracted/wikipedia.jsonl").read_text().splitlines()]
     titles = [d["title"] for d in docs]
     assert titles == ["Ashford", "Brindle", "Coldwater", "Dunmore", "Elmstead", "Fernley"]
-    assert "Ashford Town" not in titles and not any(t.startswith("Template:") for t in titles)  # redirect, template page
+    # neither the redirect nor the template page
+    assert "Ashford Town" not in titles and not any(t.startswith("Template:") for t in titles)
     text = docs[0]["text"]
     assert "in the ash valley near the river Morrow" in text  # piped and plain link text kept
     assert "from the hills in the north" in text

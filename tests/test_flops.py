@@ -49,9 +49,9 @@ def _paper_student(group: str):
 
 
 def test_paper_scale_matches_the_reference_numbers() -> None:
-    """The reference numbers worked out from the released code: ~284 / ~954 MFLOP per token to train the paper's 6L/768 / 12L/1024
-    student, ~182 / ~626 for a BERT-base / BERT-large teacher forward, ideal KD/No-KD cost ratios
-    1.64 and 1.66 (sequence 128, 20 masked tokens, vocabulary 30522)."""
+    """The reference numbers worked out from the released code: ~284 / ~954 MFLOP per token to train the
+    paper's 6L/768 / 12L/1024 student, ~182 / ~626 for a BERT-base / BERT-large teacher forward, ideal KD/No-KD
+    cost ratios 1.64 and 1.66 (sequence 128, 20 masked tokens, vocabulary 30522)."""
     six, twelve = _paper_student("unlimited6"), _paper_student("unlimited12")
     base = bert_config(12, 768, 12, 3072, 30522)
     large = bert_config(24, 1024, 16, 4096, 30522)

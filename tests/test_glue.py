@@ -1,4 +1,4 @@
-"""GLUE: the official-layout loader, metrics against scikit-learn/SciPy, best-of-grid selection, and fine-tuning
+"""GLUE: the official-layout loader, metrics against hand-computed values, best-of-grid selection, and fine-tuning
 a tiny random model end to end."""
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy import stats as scipy_stats
-from sklearn import metrics as sk
 
 from kdbudget.glue import (
     TASKS,
@@ -156,20 +154,17 @@ def test_missing_column_file_and_folder_are_named(tmp_path):
 # --- metrics ----------------------------------------------------------------------------------------------------
 
 
-def test_metrics_match_sklearn_and_scipy():
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        y, p = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
-        assert M.accuracy(p, y) == pytest.approx(sk.accuracy_score(y, p), abs=1e-12)
-        assert M.f1(p, y) == pytest.approx(sk.f1_score(y, p), abs=1e-12)
-        assert M.matthews_corrcoef(p, y) == pytest.approx(sk.matthews_corrcoef(y, p), abs=1e-12)
-        y3, p3 = rng.integers(0, 3, 100), rng.integers(0, 3, 100)
-        assert M.matthews_corrcoef(p3, y3) == pytest.approx(sk.matthews_corrcoef(y3, p3), abs=1e-12)
-        scores, noisy = rng.uniform(0, 5, 100), rng.normal(size=100)
-        rounded = np.round(scores)  # ties for the ranks
-        assert M.pearson(noisy + scores, scores) == pytest.approx(scipy_stats.pearsonr(noisy + scores, scores)[0])
-        assert M.spearman(rounded, scores + noisy) == pytest.approx(
-            scipy_stats.spearmanr(rounded, scores + noisy)[0], abs=1e-12)
+def test_metrics_by_hand_multiclass_and_ties():
+    """Cases worked out on paper (the metrics are scikit-learn's and SciPy's: these pin how they are called)."""
+    # 3 classes: confusion rows (gold) [2 0 0] [1 0 1] [0 1 1]; n 6, correct 3, gold sums (2 2 2), predicted (3 1 2):
+    # (3*6 - 12) / sqrt((36 - 12) * (36 - 14)) = 6 / sqrt(528)
+    assert M.matthews_corrcoef([0, 2, 1, 0, 0, 2], [0, 1, 2, 0, 1, 2]) == pytest.approx(6 / math.sqrt(528))
+    assert M.accuracy([0, 2, 1, 0, 0, 2], [0, 1, 2, 0, 1, 2]) == 0.5
+    assert M.f1([1, 1, 1, 1], [1, 0, 0, 0]) == pytest.approx(0.4)  # TP 1, FP 3, FN 0: 2 / 5
+    # ties take their average rank: (1, 2.5, 2.5, 4) against (1, 2, 3, 4) -> 4.5 / sqrt(4.5 * 5) = 3 / sqrt(10)
+    assert M.spearman([1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]) == pytest.approx(3 / math.sqrt(10))
+    assert M.spearman([3.0, 1.0, 2.0], [1.0, 3.0, 2.0]) == pytest.approx(-1.0)
+    assert M.pearson([3, 2, 1], [1, 2, 4]) == pytest.approx(-9 / math.sqrt(84))
 
 
 def test_metrics_by_hand_and_degenerate_cases():
@@ -180,7 +175,7 @@ def test_metrics_by_hand_and_degenerate_cases():
     assert M.pearson([1, 2, 3], [1, 2, 4]) == pytest.approx(9 / math.sqrt(84))
     assert M.spearman([1, 2, 3], [1, 2, 4]) == pytest.approx(1.0)
     # constant predictions: MCC 0 as scikit-learn defines it; correlations undefined (NaN, as SciPy)
-    assert M.matthews_corrcoef([1, 1, 1], [0, 1, 1]) == 0.0 == sk.matthews_corrcoef([0, 1, 1], [1, 1, 1])
+    assert M.matthews_corrcoef([1, 1, 1], [0, 1, 1]) == 0.0
     assert math.isnan(M.pearson([2.5, 2.5, 2.5], [1.0, 2.0, 4.0]))
     assert math.isnan(M.spearman([2.5, 2.5, 2.5], [1.0, 2.0, 4.0]))
     assert math.isnan(M.pearson([1.0, float("nan"), 2.0], [1.0, 2.0, 4.0]))
@@ -323,7 +318,7 @@ def write_toy_glue(glue_dir: Path, n_train: int, n_dev: int, seed: int = 0) -> P
 
 
 def test_batch_plan_groups_lengths_and_covers_each_example_once():
-    from kdbudget.glue.finetune import batch_plan, epoch_plans, lr_multiplier
+    from kdbudget.glue.batches import batch_plan, epoch_plans
 
     lengths = np.random.default_rng(0).integers(3, 60, 1000)
     plan = batch_plan(lengths, 8, np.random.default_rng(1), chunk_batches=10)
@@ -331,10 +326,8 @@ def test_batch_plan_groups_lengths_and_covers_each_example_once():
     spread = np.mean([np.ptp(lengths[batch]) for batch in plan])
     assert spread < 0.25 * np.ptp(lengths)  # lengths within a batch are close
     again = batch_plan(lengths, 8, np.random.default_rng(1), chunk_batches=10)
-    assert all(np.array_equal(a, b) for a, b in zip(plan, again))
+    assert all(np.array_equal(a, b) for a, b in zip(plan, again, strict=True))
     assert [len(p) for p in epoch_plans(lengths, 100, 2.25, np.random.default_rng(0))] == [10, 10, 3]
-    assert [lr_multiplier(s, 10, 2) for s in (0, 1, 2, 6, 10)] == [0.0, 0.5, 1.0, 0.5, 0.0]
-    assert lr_multiplier(0, 10, 0) == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -361,10 +354,21 @@ def toy_glue(tmp_path_factory) -> Path:
 
 
 def test_finetune_result_fields_and_determinism(model_dir, toy_glue):
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
     from kdbudget.glue.finetune import finetune
 
     kwargs = dict(batch_size=16, lr=1e-3, epochs=2, seed=3, max_seq_len=32, warmup=0.1, threads=1)
-    first = finetune(model_dir, toy_glue, "sst2", **kwargs)
+    used: list[float] = []  # the learning rate of every optimizer step, as the optimizer applies it
+    hook = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: used.append(optimizer.param_groups[0]["lr"]))
+    try:
+        first = finetune(model_dir, toy_glue, "sst2", **kwargs)
+    finally:
+        hook.remove()
+    # 64 examples, batch 16, 2 epochs: 8 steps; warmup ceil(0.1 * 8) = 1 step; then (8 - k) / 7 of the peak
+    assert used == pytest.approx([0.0, 1e-3, 6e-3 / 7, 5e-3 / 7, 4e-3 / 7, 3e-3 / 7, 2e-3 / 7, 1e-3 / 7], abs=1e-15)
+    assert first["optimizer"]["warmup_steps"] == 1
     for field in ("task", "model", "batch_size", "lr", "seed", "epochs", "dev", "train_loss", "examples_per_second",
                   "seconds", "train_examples", "malformed", "device", "majority_baseline", "train_steps"):
         assert field in first, field
@@ -389,7 +393,7 @@ def test_finetune_regression_in_bf16_against_fp32(model_dir, toy_glue, monkeypat
 
     def spy(model, data, batch_size, device, autocast):
         dtypes: set = set()
-        handle = model.register_forward_hook(lambda module, args, output: dtypes.add(output.dtype))
+        handle = model.register_forward_hook(lambda module, args, output: dtypes.add(output.logits.dtype))
         try:
             predictions = real_predict(model, data, batch_size, device, autocast)
         finally:
@@ -437,6 +441,73 @@ def test_finetune_learns_a_toy_task_and_keeps_hf_weights(model_dir, tmp_path):
     assert accuracy == pytest.approx(result["dev"]["accuracy"])
     assert json.loads((tmp_path / "kept" / "result.json").read_text())["dev"] == result["dev"]
 
+
+def test_a_pre_ln_student_fine_tunes_and_keeps_roberta_prelayernorm_weights(model_dir, toy_glue, tmp_path):
+    """A pre-LN student (the released No-KD code's layout) through the same fine-tuning, on the regression task;
+    the kept model loads as transformers' RobertaPreLayerNormForSequenceClassification and predicts the same."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdbudget.glue.finetune import finetune
+    from kdbudget.model import KDBertForMaskedLM, bert_config, read_config, save_pretrained
+
+    post = read_config(model_dir)
+    torch.manual_seed(0)
+    pre = KDBertForMaskedLM(bert_config(2, 32, 4, 64, post.vocab_size, max_positions=64, layer_norm="pre"))
+    save_pretrained(pre, tmp_path / "pre")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, tmp_path / "pre" / name)
+    result = finetune(tmp_path / "pre", toy_glue, "stsb", batch_size=16, lr=1e-3, epochs=2, max_seq_len=64,
+                      threads=1, keep_weights_dir=tmp_path / "kept")
+    assert result["train_steps"] == 8 and result["dev"]["pearson"] is not None
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "kept")
+    assert type(hf).__name__ == "RobertaPreLayerNormForSequenceClassification"
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "kept", local_files_only=True)
+    dev = load_task(toy_glue, "stsb").dev["dev"]
+    batch = tokenizer([e.text_a for e in dev], [e.text_b for e in dev], padding=True, truncation=True, max_length=64,
+                      return_tensors="pt")
+    with torch.no_grad():
+        scores = hf.eval()(**batch).logits.squeeze(-1).numpy()
+    assert M.pearson(scores, [e.label for e in dev]) == pytest.approx(result["dev"]["pearson"], abs=1e-5)
+
+
+
+def test_a_mobilebert_student_fine_tunes_with_bert_s_head_and_keeps_transformers_weights(model_dir, toy_glue,
+                                                                                          tmp_path):
+    """A MobileBERT-shaped student (the bottleneck shape option) fine-tunes as transformers'
+    MobileBertForSequenceClassification with BERT's head (dense + tanh on the first token), and the kept model
+    loads with the Auto class and predicts what the result says."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdbudget.glue.classifier import head_layers
+    from kdbudget.glue.finetune import finetune
+    from kdbudget.model import read_config, save_pretrained
+    from kdbudget.model.mobilebert import KDMobileBertForMaskedLM, mobilebert_config
+
+    vocab = read_config(model_dir).vocab_size
+    torch.manual_seed(0)
+    student = KDMobileBertForMaskedLM(mobilebert_config(2, 32, 4, 32, vocab, 64, bottleneck=16, embedding_size=16,
+                                                        ffn_stack=2))
+    save_pretrained(student, tmp_path / "mobile")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, tmp_path / "mobile" / name)
+    result = finetune(tmp_path / "mobile", toy_glue, "sst2", batch_size=16, lr=1e-3, epochs=2, max_seq_len=64,
+                      threads=1, keep_weights_dir=tmp_path / "kept")
+    assert result["train_steps"] == 8 and result["dev"]["accuracy"] is not None
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "kept").eval()
+    assert type(hf).__name__ == "MobileBertForSequenceClassification" and hf.config.classifier_activation
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "kept", local_files_only=True)
+    dev = load_task(toy_glue, "sst2").dev["dev"]
+    batch = tokenizer([e.text_a for e in dev], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        logits = hf(**batch).logits
+        # BERT's head by hand on the encoder's first token: classifier(tanh(dense(h0))); dropout is off in eval.
+        dense, classifier = head_layers(hf)
+        first = hf.mobilebert(**batch).last_hidden_state[:, 0]
+        torch.testing.assert_close(logits, classifier(torch.tanh(dense(first))), rtol=1e-5, atol=1e-5)
+    accuracy = float((logits.argmax(-1) == torch.tensor([e.label for e in dev])).float().mean())
+    assert accuracy == pytest.approx(result["dev"]["accuracy"])
 
 @pytest.fixture
 def restore_logging():

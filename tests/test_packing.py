@@ -375,7 +375,8 @@ def test_a_split_of_several_shards_reads_each_sequence_from_its_shard(tmp_path):
             records["length"][copy] = 3
         paths.append(f"train-{s:03d}.npy")
         write_shard(tmp_path / paths[-1], records)
-    meta = {"format": FORMAT, "masking": {"mode": "static"}, "splits": {"train": {"shards": [{"path": p} for p in paths]}}}
+    meta = {"format": FORMAT, "masking": {"mode": "static"},
+            "splits": {"train": {"shards": [{"path": p} for p in paths]}}}
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     split = PackedSplit.open(tmp_path, "train")
     assert len(split) == 12 and split.copies == 2

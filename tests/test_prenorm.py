@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import (AutoModelForMaskedLM, AutoModelForSequenceClassification, BertForSequenceClassification,
-                          RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM,
-                          RobertaPreLayerNormForSequenceClassification)
+from transformers import AutoModelForMaskedLM, RobertaPreLayerNormConfig, RobertaPreLayerNormForMaskedLM
 
-from kdbudget.model import KDBertForMaskedLM, Request, bert_config, load_pretrained, save_pretrained
-from kdbudget.model import hf_io
 from kdbudget.config import validate_config
-from kdbudget.glue.finetune import BertForGlue, save_classifier
-from kdbudget.glue.tasks import get_task
+from kdbudget.model import KDBertForMaskedLM, Request, bert_config, hf_io, load_pretrained, save_pretrained
 from kdbudget.plan import plan_models, student_spec, teacher_spec
 from kdbudget.train.spec import Shape
 
@@ -112,7 +107,7 @@ def test_pre_ln_forward_equals_transformers(pad: int) -> None:
     torch.testing.assert_close(sparse.mlm_loss, reference.loss, rtol=1e-5, atol=1e-6)
     # Hidden states: embeddings, the residual stream after each layer, the last after the final LayerNorm.
     assert len(full.hidden_states) == len(reference.hidden_states) == 3
-    for mine, hf in zip(full.hidden_states, reference.hidden_states):
+    for mine, hf in zip(full.hidden_states, reference.hidden_states, strict=True):
         torch.testing.assert_close(mine[real], hf[real], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(full.last_hidden_state, full.hidden_states[-1])
 
@@ -215,7 +210,8 @@ def plan_config(fidelity: str, layer_norm: str | None) -> dict:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config.setdefault("pretrain", {})["fidelity"] = fidelity
     if layer_norm is not None:  # None: the schema's default
-        for shape in [g["student"] for g in config["groups"].values()] + [t["shape"] for t in config["teachers"].values()]:
+        shapes = [g["student"] for g in config["groups"].values()] + [t["shape"] for t in config["teachers"].values()]
+        for shape in shapes:
             shape["layer_norm"] = layer_norm
     return validate_config(config, SCHEMA)
 
@@ -250,63 +246,3 @@ def test_pretrained_teacher_auto_is_post(fidelity: str, layer_norm: str | None, 
     """A teacher the pipeline pretrains runs the nokd strategy, but stays BERT (post-LN) unless told."""
     spec = teacher_spec(plan_config(fidelity, layer_norm), "demo12", data_dir="d", out_dir="o", checkpoint_dir="c")
     assert Shape(**spec["student"]).layer_norm == expected
-
-
-# --- fine-tuned classifiers ---------------------------------------------------------------------------------------
-
-
-def glue_model_from(model: KDBertForMaskedLM, model_dir: Path, task) -> BertForGlue:
-    """As `finetune` builds it: the saved pretrained directory loaded back, a seeded new head (perturbed here)."""
-    save_pretrained(model, model_dir)
-    pretrained = load_pretrained(model_dir)
-    torch.manual_seed(42)
-    return perturbed(BertForGlue(pretrained, task.num_labels))
-
-
-def glue_batch(pad: int) -> dict[str, torch.Tensor]:
-    batch = make_batch(pad)
-    token_type_ids = torch.zeros_like(batch["input_ids"])
-    token_type_ids[:, 5:] = 1  # a second segment, so the token-type rows are checked too
-    token_type_ids[batch["attention_mask"] == 0] = 0
-    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-            "token_type_ids": token_type_ids}
-
-
-@pytest.mark.parametrize(("pad", "task_name"), [(0, "mnli"), (3, "stsb")])
-def test_pre_ln_classifier_saves_as_roberta_prelayernorm(tmp_path, pad: int, task_name: str) -> None:
-    task = get_task(task_name)
-    ours = glue_model_from(perturbed(KDBertForMaskedLM(tiny_config(pad))), tmp_path / "pretrained", task)
-    out_dir = save_classifier(ours, task, tmp_path / "pretrained", tmp_path / "kept")
-    config = json.loads((out_dir / "config.json").read_text())
-    assert config["model_type"] == "roberta-prelayernorm"
-    assert config["architectures"] == ["RobertaPreLayerNormForSequenceClassification"]
-    assert config["max_position_embeddings"] == MAX_POSITIONS + pad + 1
-    theirs, info = AutoModelForSequenceClassification.from_pretrained(out_dir, output_loading_info=True,
-                                                                      attn_implementation="eager")
-    assert isinstance(theirs, RobertaPreLayerNormForSequenceClassification)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    assert theirs.num_labels == task.num_labels
-    assert theirs.config.problem_type == ("regression" if task.is_regression else "single_label_classification")
-    batch = glue_batch(pad)
-    with torch.no_grad():
-        reference = theirs.eval()(**batch).logits
-        logits = ours.eval()(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-    torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)
-
-
-def test_post_ln_classifier_stays_bert(tmp_path) -> None:
-    task = get_task("rte")
-    post = perturbed(KDBertForMaskedLM(bert_config(2, 32, 4, 37, VOCAB, max_positions=MAX_POSITIONS)))
-    ours = glue_model_from(post, tmp_path / "pretrained", task)
-    out_dir = save_classifier(ours, task, tmp_path / "pretrained", tmp_path / "kept")
-    config = json.loads((out_dir / "config.json").read_text())
-    assert config["model_type"] == "bert" and config["architectures"] == ["BertForSequenceClassification"]
-    theirs, info = AutoModelForSequenceClassification.from_pretrained(out_dir, output_loading_info=True,
-                                                                      attn_implementation="eager")
-    assert isinstance(theirs, BertForSequenceClassification)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    batch = glue_batch(0)
-    with torch.no_grad():
-        reference = theirs.eval()(**batch).logits
-        logits = ours.eval()(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-    torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-5)

@@ -33,6 +33,8 @@ PAPER = {
     "minilm": ("MiniLM", 5e-4, True, {"relation_heads": None}),
     "minilmv2": ("MiniLMv2", 5e-4, True, {"relation_heads": None}),
     "distilbert": ("DistilBERT", 5e-4, True, {"temperature": 2.0, "alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0}),
+    # Table 1's other systems, not in its Table 2 (MobileBERT: Sun et al. 2020, its alpha = 0.5).
+    "mobilebert": ("MobileBERT", 5e-4, True, {"schedule": "joint", "mlm_weight": 0.5, "temperature": 1.0}),
 }
 
 
@@ -105,7 +107,7 @@ def test_the_plan_and_the_report_read_the_registry():
     assert {m.strategy: (m.teacher, m.lr) for m in models.values()} == {
         name: ("t" if teacher else None, lr) for name, (_, lr, teacher, _) in PAPER.items()}
     assert [label(name, 6) for name in PAPER] == ["No-KD₆", "Vanilla-KD₆", "TinyBERT₆", "MiniLM₆", "MiniLMv2₆",
-                                                  "DistilBERT₆"]
+                                                  "DistilBERT₆", "MobileBERT₆"]
     assert COLORS == {name: s.color for name, s in STRATEGIES.items()} and len(set(COLORS.values())) == len(COLORS)
     assert _color("unregistered").startswith("#")
 

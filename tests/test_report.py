@@ -13,11 +13,11 @@ import pytest
 from conftest import ROOT, base_config, run_snakemake
 
 from kdbudget.config import validate_config
+from kdbudget.report.formats import format_tokens, render_csv, render_latex, render_markdown
+from kdbudget.report.layout import layout_from_config
 from kdbudget.report.paper import check_paper_table, exact_avg, load_paper_table, round1
-from kdbudget.report.table import (
-    TASKS, MissingResultsError, build_table, format_tokens, layout_from_config, load_results, render_csv,
-    render_latex, render_markdown,
-)
+from kdbudget.report.results import load_results
+from kdbudget.report.table import TASKS, MissingResultsError, build_table
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SHAPE = {"layers": 6, "hidden": 32, "heads": 4, "intermediate": 64}
@@ -77,7 +77,8 @@ def write_model(results: Path, name: str, strategy: str, *, scores=None, tokens:
     if scores is not None:
         glue = results / "glue" / name
         glue.mkdir(parents=True, exist_ok=True)
-        tasks = {t: {"task": t, "main_metric": "accuracy", "main": s, "metrics": {"main": s}} for t, s in zip(TASKS, scores)}
+        tasks = {t: {"task": t, "main_metric": "accuracy", "main": s, "metrics": {"main": s}}
+                 for t, s in zip(TASKS, scores, strict=True)}
         tasks["stsb"] = {"task": "stsb", "main_metric": "pearson", "main": 0.5, "metrics": {"main": 0.5}}
         (glue / "summary.json").write_text(json.dumps({"model": name, "tasks": tasks}))
 
@@ -140,7 +141,7 @@ def test_avg_and_delta_match_hand_computed_values(tmp_path, layout):
     assert r"Vanilla-KD$_{6}$ & 2.6B & 79.0 & 88.0 & 69.0 & 85.0 & 74.0 & 58.0 & 42.0 & 70.7 & $-$0.7 \\" in tex
     lines = render_csv(blocks).splitlines()
     assert lines[0].startswith("group,group_title,model,strategy,layers,tokens,throughput,qnli,")
-    minilm = dict(zip(lines[0].split(","), lines[3].split(",")))
+    minilm = dict(zip(lines[0].split(","), lines[3].split(","), strict=False))  # later cells may hold commas
     assert minilm["model"] == "minilm6" and minilm["avg"] == "72.1429" and minilm["delta"] == "0.7143"
     assert minilm["label"] == "MiniLM"
 
@@ -182,7 +183,7 @@ def test_missing_model_with_the_flag_is_a_marked_gap(tmp_path, layout):
 
 
 def test_a_group_without_no_kd_has_no_delta(tmp_path):
-    from kdbudget.report.table import GroupLayout, ModelLayout
+    from kdbudget.report.layout import GroupLayout, ModelLayout
 
     write_fixture_results(tmp_path)
     layout = [GroupLayout("kd_only", "KD only", (ModelLayout("minilm6", "minilm", 6),))]
@@ -273,7 +274,8 @@ def test_a_row_the_paper_does_not_have_shows_n_a_for_its_numbers(tmp_path):
 
 
 def test_reporting_never_imports_torch():
-    code = ("import sys, kdbudget.report, kdbudget.report.__main__, kdbudget.report.plots, kdbudget.report.paper; "
+    code = ("import sys, kdbudget.report, kdbudget.report.__main__, kdbudget.report.plots, kdbudget.report.paper, "
+            "kdbudget.report.sweep, kdbudget.report.stats, kdbudget.report.ledger, kdbudget.report.formats; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -308,7 +310,7 @@ def test_cli_writes_tables_and_non_empty_plots(tmp_path):
     assert done.returncode == 0 and "n/a" in (tables / "table2.md").read_text()
 
 
-REBUILD = ("table", "--allowed-rules", "table2", "plots", "table", "--forcerun", "table2", "plots")
+REBUILD = ("table", "--allowed-rules", "table2", "plots", "sweep", "table", "--forcerun", "table2", "plots")
 
 
 @pytest.mark.slow
@@ -350,9 +352,9 @@ def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_dat
     import shutil
 
     import torch
+    from conftest import tiny_spec
     from transformers import BertConfig, BertForMaskedLM
 
-    from conftest import tiny_spec
     from kdbudget.report.plots import plot_budget, plot_loss_curves, plot_throughput
     from kdbudget.train.spec import RunSpec
     from kdbudget.train.trainer import pretrain
@@ -389,7 +391,8 @@ def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_dat
         (glue / "summary.json").write_text(json.dumps({"model": name, "tasks": tasks}))
 
     summaries = {name: json.loads((results / "pretrain" / name / "summary.json").read_text()) for name, _ in models}
-    metrics = {name: [json.loads(line) for line in (results / "pretrain" / name / "metrics.jsonl").read_text().splitlines()]
+    metrics = {name: [json.loads(line)
+                      for line in (results / "pretrain" / name / "metrics.jsonl").read_text().splitlines()]
                for name, _ in models}
     loaded = load_results(layout, results)
     blocks = build_table(layout, loaded)
@@ -401,7 +404,8 @@ def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_dat
     speed_ax, tokens_ax = throughput.axes[:2]
     by_hand = [summaries[n]["spent"]["tokens"] / summaries[n]["spent"]["seconds"] for n in (reference, follower)]
     assert [p.get_height() for p in speed_ax.patches] == pytest.approx(by_hand, rel=1e-9)
-    assert [p.get_height() for p in tokens_ax.patches] == [summaries[n]["spent"]["tokens"] for n in (reference, follower)]
+    assert [p.get_height() for p in tokens_ax.patches] == [summaries[n]["spent"]["tokens"]
+                                                           for n in (reference, follower)]
 
     budget_ax = plot_budget(blocks, loaded).axes[0]
     flops = [summaries[n]["spent"]["flops"] for n in (reference, follower)]
@@ -410,9 +414,9 @@ def test_table_and_plots_read_what_real_training_runs_wrote(tmp_path, packed_dat
     assert summaries[follower]["budget"]["limit"] == pytest.approx(flops[0])
 
     time_ax, flops_ax = plot_loss_curves(blocks, loaded).axes[:2]
-    for line, name in zip(time_ax.lines, (reference, follower)):
+    for line, name in zip(time_ax.lines, (reference, follower), strict=True):
         assert list(line.get_xdata()) == pytest.approx([r["seconds"] for r in metrics[name]])
         assert list(line.get_ydata()) == pytest.approx([r["loss"] for r in metrics[name]])
-    for line, name in zip(flops_ax.lines, (reference, follower)):
+    for line, name in zip(flops_ax.lines, (reference, follower), strict=True):
         assert list(line.get_xdata()) == pytest.approx([r["flops"] for r in metrics[name]])
     assert len(time_ax.lines) == len(flops_ax.lines) == 2

@@ -66,3 +66,42 @@ def test_seeded_runs_train_and_each_kd_summary_names_its_own_seeds_reference(tmp
         assert "teacher_cost" not in nokd
     # The seeds trained differently (initialisation and data order), not one run twice.
     assert summaries["nokd2-seed0"]["validation"] != summaries["nokd2-seed1"]["validation"]
+
+
+@pytest.mark.slow
+def test_seeds_scales_and_glue_seeds_reach_table2_and_the_sweep(tmp_path):
+    """The whole DAG with pretraining seeds, two budget scales and two GLUE seeds, on one GLUE task: Table 2's
+    rows are the mean and sample std over the pretraining seeds of what each model's GLUE summary says, Δ has an
+    interval, and the sweep's table and plot are written."""
+    import csv
+    import statistics
+
+    from test_glue_pipeline import write_sst2
+
+    config = seeded_config(budget_scales=[0.5, 1], **SEEDED)
+    config["glue"] = {"source": "dir", "path": str(write_sst2(tmp_path / "glue")), "tasks": ["sst2"],
+                      "grid": {"batch_size": [8], "lr": [1.0e-3]}, "epochs": 1, "seeds": [1, 2]}
+    config["resources"]["glue"] = {"threads": 1, "gpu": 0, "runtime": 5, "mem_mb": 1000}
+    work = tmp_path / "work"
+    run_snakemake(work, config, "table", timeout=1200)
+
+    def glue_score(model: str) -> float:
+        entry = json.loads((work / "results/glue" / model / "summary.json").read_text())["tasks"]["sst2"]
+        per_seed = [json.loads((work / "results/finetune" / model / "sst2" / f"bs8_lr0.001_seed{s}.json")
+                               .read_text())["dev"]["main"] for s in (1, 2)]
+        assert entry["main"] == pytest.approx(statistics.mean(per_seed))  # GLUE seeds averaged, not maximised
+        return 100 * entry["main"]
+
+    rows = {(r["strategy"], float(r["budget_scale"])): r
+            for r in csv.DictReader((work / "results/tables/table2.csv").open(encoding="utf-8"))}
+    assert set(rows) == {(s, scale) for s in ("nokd", "minilm") for scale in (0.5, 1.0)}
+    for (strategy, scale), row in rows.items():
+        suffix = "" if scale == 1 else "-x0.5"
+        scores = [glue_score(f"{strategy}2{suffix}-seed{seed}") for seed in (0, 1)]
+        assert float(row["sst2"]) == pytest.approx(statistics.mean(scores), abs=1e-6)
+        assert float(row["sst2_std"]) == pytest.approx(statistics.stdev(scores), abs=1e-6)
+        assert row["runs"] == "2"
+    assert "±" in (work / "results/tables/table2.md").read_text(encoding="utf-8")
+    sweep = (work / "results/tables/sweep.md").read_text(encoding="utf-8")
+    assert "MiniLM" in sweep
+    assert (work / "results/plots/compute_quality.png").stat().st_size > 0

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SNAKEMAKE, run_snakemake
 from test_pretrain_pipeline import pretrain_config
 
@@ -155,7 +154,8 @@ def test_slice_runs_as_slurm_jobs_with_the_declared_resources(tmp_path, slurm_cl
 
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
     jobs = job_records(run_id)
-    assert set(jobs) == DATA_RULES | {"glue_demo_data", "pretrain_teacher", "pretrain_model", "finetune_cell"}, sorted(jobs)
+    expected = DATA_RULES | {"glue_demo_data", "pretrain_teacher", "pretrain_model", "finetune_cell"}
+    assert set(jobs) == expected, sorted(jobs)
     assert not LOCAL_RULES & set(jobs)
     for rule, records in jobs.items():
         for job in records:
@@ -196,7 +196,8 @@ def test_slice_runs_as_slurm_jobs_with_the_declared_resources(tmp_path, slurm_cl
     # Pretraining is identical under SLURM (interrupted and resumed) and locally, to the bit.
     for name in ("nokd2", "minilm2"):
         remote, here = (json.loads((d / "results/pretrain" / name / "summary.json").read_text()) for d in (work, local))
-        assert {k: remote[k] for k in ("steps", "tokens", "flops")} == {k: here[k] for k in ("steps", "tokens", "flops")}
+        counts = ("steps", "tokens", "flops")
+        assert {k: remote[k] for k in counts} == {k: here[k] for k in counts}
         assert here["resumes"] == 0
         weights = [(d / "results/pretrain" / name / "model.safetensors").read_bytes() for d in (work, local)]
         assert weights[0] == weights[1], name

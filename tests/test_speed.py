@@ -118,7 +118,7 @@ def test_compiled_and_eager_steps_agree(strategy):
         assert layers is None or layers.active
         assert bool(_graphs_compiled()) == compiled
         results[compiled] = losses, student.state_dict()
-    for eager_losses, compiled_losses in zip(results[False][0], results[True][0]):
+    for eager_losses, compiled_losses in zip(results[False][0], results[True][0], strict=True):
         assert compiled_losses == pytest.approx(eager_losses, rel=1e-5, abs=1e-6)
     for key, value in results[False][1].items():
         torch.testing.assert_close(results[True][1][key], value, rtol=1e-4, atol=1e-6)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_packed_data
+
 from kdbudget.data.storage import IGNORE_INDEX, PackedSplit
 from kdbudget.train.stream import BatchStream, StreamPosition
 
@@ -54,7 +54,7 @@ def test_each_epoch_is_a_new_order_with_its_own_mask_copy(three_copies):
     seen: list[tuple[int, int]] = []  # (copy found in, sequence index)
     while len(seen) < epochs * n:
         batch = stream.next(7)  # batches straddle the epoch boundaries
-        for ids, labels in zip(batch["input_ids"].numpy(), batch["labels"].numpy()):
+        for ids, labels in zip(batch["input_ids"].numpy(), batch["labels"].numpy(), strict=True):
             found = [(copy, keys[copy][_key(ids, labels)]) for copy in range(COPIES) if _key(ids, labels) in keys[copy]]
             assert len(found) == 1, found
             seen.append(found[0])
@@ -72,7 +72,7 @@ def test_each_epoch_is_a_new_order_with_its_own_mask_copy(three_copies):
 
 def _unmasked(batch: dict) -> list[bytes]:
     labels, ids = batch["labels"].numpy(), batch["input_ids"].numpy()
-    return [np.where(lab != IGNORE_INDEX, lab, ids_).tobytes() for lab, ids_ in zip(labels, ids)]
+    return [np.where(lab != IGNORE_INDEX, lab, ids_).tobytes() for lab, ids_ in zip(labels, ids, strict=True)]
 
 
 def test_dynamic_masks_are_reproducible_resumable_and_new_each_epoch(packed_dynamic):
@@ -94,7 +94,7 @@ def test_dynamic_masks_are_reproducible_resumable_and_new_each_epoch(packed_dyna
         assert all(torch_equal(batch[key], other[key]) for key in batch)
     # Each epoch masks each sequence anew (sequences that occur twice in the data left aside).
     rows = [(key, labels.numpy().tobytes()) for batch in batches
-            for key, labels in zip(_unmasked(batch), batch["labels"])]
+            for key, labels in zip(_unmasked(batch), batch["labels"], strict=True)]
     once = {key for key, count in Counter(key for key, _ in rows[:n]).items() if count == 1}
     epoch0 = {key: mask for key, mask in rows[:n] if key in once}
     epoch1 = {key: mask for key, mask in rows[n:2 * n] if key in once}
@@ -104,7 +104,7 @@ def test_dynamic_masks_are_reproducible_resumable_and_new_each_epoch(packed_dyna
     other = BatchStream(split, seed=6).next(n)
     mine = [labels for batch in batches for labels in batch["labels"]][:n]
     assert sorted(_unmasked(other)) == sorted(key for key, _ in rows[:n])
-    assert sum(torch_equal(a, b) for a, b in zip(other["labels"], mine)) < 0.2 * n
+    assert sum(torch_equal(a, b) for a, b in zip(other["labels"], mine, strict=True)) < 0.2 * n
 
 
 def torch_equal(a, b) -> bool:

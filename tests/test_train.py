@@ -12,29 +12,48 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ended, make_teacher, tiny_spec
 from safetensors.torch import load_file
 
-from conftest import ended, make_teacher, tiny_spec
 from kdbudget.train.budget import Budget, BudgetError, Spent
 from kdbudget.train.models import VocabularyMismatch
-from kdbudget.train.schedule import lr_multiplier
+from kdbudget.train.optim import lr_multiplier
 from kdbudget.train.spec import RunSpec
 from kdbudget.train.trainer import pretrain
 
 
 def test_schedule_over_the_budget_fraction():
-    assert lr_multiplier(0.0, 0.06) == 0.0
-    assert lr_multiplier(0.03, 0.06) == pytest.approx(0.5)
-    assert lr_multiplier(0.06, 0.06) == pytest.approx(1.0)
-    assert lr_multiplier(0.53, 0.06) == pytest.approx(0.5)  # halfway through the decay
-    assert lr_multiplier(1.0, 0.06) == 0.0
-    assert lr_multiplier(1.5, 0.06) == 0.0
-    assert lr_multiplier(0.5, 0.0) == pytest.approx(0.5)
-    assert lr_multiplier(0.0, 0.0) == 1.0  # no warmup: the peak from the first step
-    assert lr_multiplier(-0.2, 0.1) == 0.0
+    """Pretraining: progress is the fraction of the budget spent (total 1); warmup 0.06 of it."""
+    def at(fraction: float, warmup: float) -> float:
+        return lr_multiplier(fraction, total=1.0, warmup=warmup)
+
+    assert at(0.0, 0.06) == 0.0
+    assert at(0.03, 0.06) == pytest.approx(0.5)
+    assert at(0.06, 0.06) == pytest.approx(1.0)
+    assert at(0.53, 0.06) == pytest.approx(0.5)  # halfway through the decay: (1 - 0.53) / 0.94
+    assert at(0.765, 0.06) == pytest.approx(0.25)  # (1 - 0.765) / 0.94
+    assert at(1.0, 0.06) == 0.0
+    assert at(1.5, 0.06) == 0.0
+    assert at(0.5, 0.0) == pytest.approx(0.5)
+    assert at(0.0, 0.0) == 1.0  # no warmup: the peak from the first step
+    assert at(-0.2, 0.1) == 0.0
     for bad in (1.0, 1.5, -0.1):
         with pytest.raises(ValueError, match=r"warmup must be in \[0, 1\)"):
-            lr_multiplier(0.5, bad)
+            at(0.5, bad)
+    with pytest.raises(TypeError):  # the old (fraction, warmup) call must not silently mean something else
+        lr_multiplier(0.5, 0.06)
+
+
+def test_schedule_over_fine_tuning_steps():
+    """Fine-tuning: the same function over optimizer steps (HF's linear schedule): 10 steps, 2 of warmup."""
+    assert [lr_multiplier(s, total=10, warmup=2) for s in (0, 1, 2, 4, 6, 9, 10)] == [
+        0.0, 0.5, 1.0, 0.75, 0.5, 0.125, 0.0]
+    assert lr_multiplier(0, total=10, warmup=0) == 1.0
+    assert lr_multiplier(3, total=4, warmup=0) == 0.25
+    with pytest.raises(ValueError, match=r"warmup must be in \[0, 10\)"):
+        lr_multiplier(0, total=10, warmup=10)
+    with pytest.raises(ValueError, match="total must be positive"):
+        lr_multiplier(0, total=0, warmup=0)
 
 
 def test_budget_stops_within_half_a_step():

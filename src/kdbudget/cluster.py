@@ -131,7 +131,8 @@ def capped(minutes: int, max_runtime: int | None) -> int:
 
 
 def wall_minutes(seconds: float) -> int:
-    """A run of that many training seconds as a job's runtime: the margin of RUNTIME_FACTOR and RUNTIME_EXTRA_MINUTES."""
+    """A run of that many training seconds as a job's runtime: the margin of RUNTIME_FACTOR and
+    RUNTIME_EXTRA_MINUTES."""
     # Rounded first, so that 86,400 s is 1584 minutes and not 1584.0000000000002 (then 1585).
     return math.ceil(round(seconds / 60 * RUNTIME_FACTOR, 6)) + RUNTIME_EXTRA_MINUTES
 

@@ -90,7 +90,8 @@ def check_consistency(config: dict[str, Any]) -> None:
     corpus = config["corpus"]
     wiki, books = corpus["wikipedia"], corpus["bookcorpus"]
     if wiki["source"] == "none" and books["source"] == "none":
-        raise ConfigError("config keys 'corpus.wikipedia.source' and 'corpus.bookcorpus.source' are both 'none': the corpus would be empty")
+        raise ConfigError("config keys 'corpus.wikipedia.source' and 'corpus.bookcorpus.source' are both 'none': "
+                          "the corpus would be empty")
     if wiki["source"] == "file" and not wiki["path"]:
         raise ConfigError("config key 'corpus.wikipedia.path' is required when corpus.wikipedia.source is 'file'")
     if books["source"] == "dir" and not books["path"]:
@@ -107,7 +108,8 @@ def check_consistency(config: dict[str, Any]) -> None:
         raise ConfigError("config key 'glue.path' is required when glue.source is 'dir'")
     packing = config["packing"]
     if packing["masking"] == "dynamic" and packing["duplication"] != 1:
-        raise ConfigError("config key 'packing.duplication' must be 1 with dynamic masking (masks are drawn at load time)")
+        raise ConfigError("config key 'packing.duplication' must be 1 with dynamic masking "
+                          "(masks are drawn at load time)")
     if packing["max_predictions"] > packing["seq_len"] - 2:
         raise ConfigError("config key 'packing.max_predictions' exceeds the maskable positions of packing.seq_len")
     check_batch_sizes(config)

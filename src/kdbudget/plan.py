@@ -31,6 +31,8 @@ def resolve_layer_norm(shape: dict[str, Any], strategy: str | None, fidelity: st
     the pipeline pretrains: ``post``, like the BERT teachers the paper used.
     """
     layer_norm = shape.get("layer_norm", "auto")
+    if layer_norm == "auto" and shape.get("mobilebert") is not None:  # MobileBERT places its own norms
+        layer_norm = "post"
     if layer_norm == "auto":
         layer_norm = "pre" if strategy == REFERENCE_STRATEGY and fidelity == "paper_code" else "post"
     return {**shape, "layer_norm": layer_norm}
@@ -103,6 +105,7 @@ def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
             raise ConfigError(f"config key '{where}.teacher' is required for strategies {distils}")
         if group["teacher"] and group["teacher"] not in teachers:
             raise ConfigError(f"config key '{where}.teacher': no teacher named {group['teacher']!r} under 'teachers'")
+        check_mobilebert_shape(group["student"], f"{where}.student")
         scales = group.get("budget_scales") or [1]
         if len({format(scale, "g") for scale in scales}) != len(scales):
             raise ConfigError(f"config key '{where}.budget_scales': {scales} has two scales that print alike")
@@ -129,9 +132,28 @@ def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
     return models
 
 
+def check_mobilebert_shape(shape: dict[str, Any], where: str) -> None:
+    """A MobileBERT student shape's constraints beyond the schema (``where``: the shape's config key)."""
+    mobile = shape.get("mobilebert")
+    if mobile is None:
+        return
+    if mobile["bottleneck"] % shape["heads"]:
+        raise ConfigError(f"config key '{where}.mobilebert.bottleneck' ({mobile['bottleneck']}) must be a multiple "
+                          f"of {where}.heads ({shape['heads']}): MobileBERT's attention runs in the bottleneck")
+    if mobile["embedding_size"] > shape["hidden"]:
+        raise ConfigError(f"config key '{where}.mobilebert.embedding_size' ({mobile['embedding_size']}) must be at "
+                          f"most {where}.hidden ({shape['hidden']}), the inter-block width")
+    if shape.get("layer_norm", "auto") == "pre":
+        raise ConfigError(f"config key '{where}.layer_norm': a MobileBERT student places its own norms; leave it "
+                          f"auto and choose {where}.mobilebert.normalization")
+
+
 def check_teachers(config: dict[str, Any]) -> None:
     for name, teacher in config["teachers"].items():
         where = f"teachers.{name}"
+        if (teacher.get("shape") or {}).get("mobilebert") is not None:
+            raise ConfigError(f"config key '{where}.shape.mobilebert': teachers are BERTs (a MobileBERT shape is a "
+                              "student option)")
         needed = {"hub": "name", "dir": "path", "pretrain": "shape"}[teacher["source"]]
         if not teacher.get(needed):
             raise ConfigError(f"config key '{where}.{needed}' is required for teacher source '{teacher['source']}'")

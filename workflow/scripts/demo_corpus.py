@@ -1,5 +1,6 @@
 """Write the embedded demo's Wikipedia-format dump and book folder."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 import logging
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """Download a Wikipedia pages-articles dump, verify its SHA-1 and record which
 dated run it is (``latest`` resolved) in a JSON sidecar (needs the internet)."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 from kdbudget.data.download import fetch_wikipedia
 from kdbudget.log import setup_logging
 

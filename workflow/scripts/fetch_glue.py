@@ -1,5 +1,6 @@
 """Save the GLUE tasks from the hub in the official layout (needs the internet)."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 from kdbudget.glue.loader import save_hub_glue
 from kdbudget.log import setup_logging
 

@@ -1,5 +1,6 @@
 """Fine-tune one pretrained model on one GLUE task with one grid cell."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 from pathlib import Path
 
 from kdbudget.glue.finetune import finetune

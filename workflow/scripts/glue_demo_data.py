@@ -1,5 +1,6 @@
 """Write the demo's eight GLUE tasks (official layout) from the demo world."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 import logging
 
 from kdbudget.demo import write_demo_glue

@@ -1,5 +1,6 @@
 """Best-of-grid per task for one model: summary.json, table.md and a copy of every cell's result."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 import shutil
 from pathlib import Path
 

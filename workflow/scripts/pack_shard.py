@@ -1,5 +1,6 @@
 """Tokenize, pack and mask one document shard."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 from kdbudget.data.build import PackingConfig, pack_shard
 from kdbudget.log import setup_logging
 

@@ -1,5 +1,6 @@
 """Pretrain one model (a student or a teacher) from its run spec; several GPUs run under torchrun."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 from kdbudget.log import setup_logging
 from kdbudget.train.launch import run
 

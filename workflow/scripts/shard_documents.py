@@ -1,5 +1,6 @@
 """Clean, de-duplicate and split all documents; scatter them into shards."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 from kdbudget.data.shard import shard_documents
 from kdbudget.io import write_json
 from kdbudget.log import setup_logging

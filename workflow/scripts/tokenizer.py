@@ -1,5 +1,6 @@
 """Train the demo's WordPiece tokenizer, or store the teacher's."""
 import _kdbudget_path  # noqa: F401  (first: the repository's kdbudget, whatever environment runs this)
+
 import logging
 
 from kdbudget.data.tokenizer import copy_tokenizer, document_texts, save_tokenizer, train_wordpiece

@@ -46,7 +46,7 @@ class PackingConfig:
     batch_sentences: int = 10000
 
     @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> "PackingConfig":
+    def from_dict(cls, section: dict[str, Any]) -> PackingConfig:
         return cls(**section)
 
 
@@ -204,7 +204,8 @@ def write_meta(
         "sequences": splits["train"]["sequences"],
         "tokens": splits["train"]["tokens"],
         "language": language,
-        "tokenizer": {"path": tokenizer_path, "vocab_sha256": vocab_hash(tokenizer), "special_ids": special_ids(tokenizer)},
+        "tokenizer": {"path": tokenizer_path, "vocab_sha256": vocab_hash(tokenizer),
+                      "special_ids": special_ids(tokenizer)},
         "masking": {"mode": config.masking, "mask_prob": config.mask_prob, "max_predictions": config.max_predictions,
                     "duplication": config.duplication if config.masking == "static" else 1,
                     "mask_token_fraction": MASK_TOKEN_FRACTION, "random_token_fraction": RANDOM_TOKEN_FRACTION,

@@ -60,7 +60,8 @@ def mask_batch(input_ids: np.ndarray, lengths: np.ndarray, spec: MaskingSpec, rn
 
     roll = rng.random(positions.shape)
     replace_mask = used & (roll < spec.mask_token_fraction)
-    replace_random = used & (roll >= spec.mask_token_fraction) & (roll < spec.mask_token_fraction + spec.random_token_fraction)
+    random_end = spec.mask_token_fraction + spec.random_token_fraction
+    replace_random = used & (roll >= spec.mask_token_fraction) & (roll < random_end)
     random_tokens = _random_non_special(rng, positions.shape, spec)
     corrupted = ids.copy()
     corrupted[rows[replace_mask], positions[replace_mask]] = spec.mask_id

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st mt ft vs etc e.g i.e cf al fig no vol pp ed eds jan feb mar apr jun jul aug sep sept oct nov dec inc ltd co corp gen col lt sgt rev".split()
+    "mr mrs ms dr prof sr jr st mt ft vs etc e.g i.e cf al fig no vol pp ed eds "
+    "jan feb mar apr jun jul aug sep sept oct nov dec inc ltd co corp gen col lt sgt rev".split()
 )
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9À-Þ])")
 

@@ -68,7 +68,8 @@ def shard_documents(
     with ExitStack() as stack:
         train_files = [stack.enter_context(open(stack.enter_context(atomic_path(p)), "w", encoding="utf-8"))
                        for p in train_shards]
-        valid_file = stack.enter_context(open(stack.enter_context(atomic_path(validation_shard)), "w", encoding="utf-8"))
+        valid_path = stack.enter_context(atomic_path(validation_shard))
+        valid_file = stack.enter_context(open(valid_path, "w", encoding="utf-8"))
         next_shard = 0
         for doc in progress(_cleaned(inputs, processes), desc="clean", unit="doc"):
             counts = stats.setdefault(doc["source"], Counter())

@@ -84,7 +84,7 @@ class PackedSplit:
     offsets: np.ndarray  # first global index of each shard, plus the total
 
     @classmethod
-    def open(cls, data_dir: str | Path, split: str = "train") -> "PackedSplit":
+    def open(cls, data_dir: str | Path, split: str = "train") -> PackedSplit:
         meta = load_meta(data_dir)
         if split not in meta["splits"]:
             raise KeyError(f"split {split!r} not in {Path(data_dir) / 'meta.json'}")
@@ -110,7 +110,8 @@ class PackedSplit:
             out[where] = self.shards[shard][copy, indices[where] - self.offsets[shard]]
         return out
 
-    def batch(self, indices: np.ndarray, epoch: int = 0, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    def batch(self, indices: np.ndarray, epoch: int = 0,
+              rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """A model-ready batch: ``input_ids``, ``attention_mask`` and ``labels`` (-100 where not predicted).
 
         Static data returns its stored masks; dynamic data is masked here with ``rng``.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import pairwise
 
 PREFIX = "##"
 
@@ -47,7 +48,7 @@ def count_words(texts: Iterable[str], normalizer, pre_tokenizer) -> Counter[str]
 
 
 def _pairs(symbols: list[str]) -> Counter[tuple[str, str]]:
-    return Counter(zip(symbols, symbols[1:]))
+    return Counter(pairwise(symbols))
 
 
 def _merge(symbols: list[str], left: str, right: str, merged: str) -> list[str]:
@@ -84,7 +85,7 @@ def learn_vocabulary(word_counts: Mapping[str, int], *, vocab_size: int, min_fre
 
     pair_counts: Counter[tuple[str, str]] = Counter()
     where: dict[tuple[str, str], set[int]] = {}
-    for index, (symbols, count) in enumerate(zip(split, counts)):
+    for index, (symbols, count) in enumerate(zip(split, counts, strict=True)):
         for pair, n in _pairs(symbols).items():
             pair_counts[pair] += n * count
             where.setdefault(pair, set()).add(index)

@@ -2,9 +2,11 @@
 file layout, metrics, fine-tuning one grid cell, best-of-grid selection.
 
 Modules: ``tasks`` (registry), ``cells`` (grid cell names), ``loader`` (official layout; hub copy writer),
-``metrics``, ``finetune``, ``select``; ``python -m kdbudget.glue`` is the
-command line. ``finetune`` imports torch and transformers; import it from its
-module (``from kdbudget.glue.finetune import finetune``).
+``metrics``, ``select``; fine-tuning: ``classifier`` (the transformers model: load, fresh head, save),
+``encode`` (tokenized arrays, padded batches), ``batches`` (length-grouped batch order), ``loop`` (the
+training steps), ``evaluate`` (predictions) and ``finetune`` (one grid cell, end to end); ``python -m
+kdbudget.glue`` is the command line. The fine-tuning modules import torch and transformers; import them
+from their modules (``from kdbudget.glue.finetune import finetune``).
 """
 
 from .cells import cell_name, parse_cell

@@ -145,7 +145,7 @@ def read_file(path: str | Path, task: str | GlueTask, *, max_malformed_fraction:
                 stats.reject(line_no, f"wrong field count: {len(fields)} fields, expected {width}")
                 continue
             texts = [fields[i] for i in text_at]
-            empty = [c for c, t in zip(task.text_columns, texts) if not t.strip()]
+            empty = [c for c, t in zip(task.text_columns, texts, strict=True) if not t.strip()]
             if empty:
                 stats.reject(line_no, f"empty sentence: column {empty[0]!r}")
                 continue
@@ -215,7 +215,7 @@ def _hub_rows(task: GlueTask, rows) -> tuple[list[str], int]:
                 raise ValueError(f"{task.name}: hub row {row.get('idx')} has label {label} (test split?)")
             label_text = task.labels[label]
         values = {c: "" for c in columns}
-        for ours, theirs in zip(task.text_columns, task.hub_text_columns):
+        for ours, theirs in zip(task.text_columns, task.hub_text_columns, strict=True):
             values[ours], changed = _clean(row[theirs])
             cleaned += changed
         values[task.label_column] = label_text
@@ -253,7 +253,8 @@ def save_hub_glue(out_dir: str | Path, tasks: tuple[str, ...] | None = None,
                 raise ValueError(f"{task.name}: hub label order {names} differs from {task.labels}")
             folder = tmp / task.dir_name
             folder.mkdir()
-            splits = [("train", task.train_file)] + list(zip(task.hub_dev_splits, (f for _, f in task.dev_files)))
+            dev_files = (f for _, f in task.dev_files)
+            splits = [("train", task.train_file)] + list(zip(task.hub_dev_splits, dev_files, strict=True))
             counts[task.name] = {}
             for hub_split, file in splits:
                 lines, cleaned = _hub_rows(task, dataset[hub_split])

@@ -1,18 +1,23 @@
-"""GLUE metrics, defined as the reference implementations GLUE scores are
-computed with (scikit-learn for F1 and Matthews correlation, SciPy for
-Pearson and Spearman), without depending on them.
+"""GLUE metrics, computed by the reference implementations GLUE scores come
+from: scikit-learn (accuracy, F1, Matthews correlation) and SciPy (Pearson,
+Spearman).
 
-Invalid inputs raise: empty or unequal lengths, labels out of range, and gold
-labels that make a metric meaningless (no positive label for F1, a constant
-gold column for a correlation). Degenerate *predictions* are scored as the
-references score them, never with a made-up number:
+Invalid inputs raise before they reach them: empty or unequal lengths, labels
+out of range, and gold labels that make a metric meaningless (no positive
+label for F1, a constant gold column for a correlation). Degenerate
+*predictions* are scored as the references score them, never with a made-up
+number:
 
 - Matthews correlation of constant predictions is 0.0 (scikit-learn's
   definition, used for every published CoLA score; a majority classifier
-  scores 0);
+  scores 0); F1 with nothing predicted positive is 0.0;
 - Pearson and Spearman of constant or non-finite predictions are undefined
-  and returned as NaN (SciPy returns NaN too). NaN is written as null in
-  result files; selection ranks it below every score (see `select.py`).
+  and returned as NaN (SciPy returns NaN too, with a warning; here the
+  warning is ours and names the cause). NaN is written as null in result
+  files; selection ranks it below every score (see `select.py`).
+
+scikit-learn and SciPy are imported when a metric is computed: this package
+is imported whenever the workflow is parsed, and they take over a second.
 """
 
 from __future__ import annotations
@@ -53,46 +58,32 @@ def _classes(predictions: Sequence, labels: Sequence) -> tuple[np.ndarray, np.nd
 
 
 def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
+    from sklearn.metrics import accuracy_score
+
     p, y = _classes(predictions, labels)
-    return float((p == y).mean())
+    return float(accuracy_score(y, p))
 
 
 def f1(predictions: Sequence[int], labels: Sequence[int]) -> float:
-    """F1 of the positive class 1: 2TP / (2TP + FP + FN). 0.0 when nothing is predicted positive."""
+    """F1 of the positive class 1 (scikit-learn's binary F1). 0.0 when nothing is predicted positive."""
+    from sklearn.metrics import f1_score
+
     p, y = _classes(predictions, labels)
     if p.max() > 1 or y.max() > 1:
         raise MetricError("F1 is defined here for binary labels 0/1")
     if not (y == 1).any():
         raise MetricError("F1 of class 1 is undefined: no gold label is 1")
-    tp = int(((p == 1) & (y == 1)).sum())
-    fp = int(((p == 1) & (y == 0)).sum())
-    fn = int(((p == 0) & (y == 1)).sum())
-    return 2 * tp / (2 * tp + fp + fn)
+    return float(f1_score(y, p, labels=[0, 1], pos_label=1, average="binary", zero_division=0.0))
 
 
 def matthews_corrcoef(predictions: Sequence[int], labels: Sequence[int]) -> float:
-    """Matthews correlation (multi-class form, as scikit-learn); 0.0 for constant predictions."""
+    """Matthews correlation (scikit-learn's, multi-class form); 0.0 for constant predictions."""
+    from sklearn.metrics import matthews_corrcoef as sk_matthews_corrcoef
+
     p, y = _classes(predictions, labels)
-    k = int(max(p.max(), y.max())) + 1
-    confusion = np.zeros((k, k), dtype=np.float64)
-    np.add.at(confusion, (y, p), 1.0)
-    true_sum, pred_sum = confusion.sum(axis=1), confusion.sum(axis=0)
-    n, correct = confusion.sum(), np.trace(confusion)
-    cov_true = n * n - true_sum @ true_sum
-    cov_pred = n * n - pred_sum @ pred_sum
-    if cov_true == 0:
+    if (y == y[0]).all():
         raise MetricError("Matthews correlation is undefined: every gold label is the same")
-    if cov_pred == 0:
-        return 0.0
-    return float((correct * n - true_sum @ pred_sum) / math.sqrt(cov_true * cov_pred))
-
-
-def _correlation(p: np.ndarray, y: np.ndarray) -> float:
-    p, y = p - p.mean(), y - y.mean()
-    denominator = math.sqrt(float(p @ p) * float(y @ y))
-    if denominator == 0.0:
-        return math.nan
-    return float(np.clip((p @ y) / denominator, -1.0, 1.0))
+    return float(sk_matthews_corrcoef(y, p))
 
 
 def _check_scores(name: str, p: np.ndarray, y: np.ndarray) -> bool:
@@ -111,31 +102,20 @@ def _check_scores(name: str, p: np.ndarray, y: np.ndarray) -> bool:
 
 
 def pearson(predictions: Sequence[float], labels: Sequence[float]) -> float:
-    """Pearson correlation; NaN when the predictions are constant or not finite."""
+    """Pearson correlation (SciPy's); NaN when the predictions are constant or not finite."""
+    from scipy.stats import pearsonr
+
     p, y = _pair(predictions, labels, np.float64)
-    return _correlation(p, y) if _check_scores("Pearson correlation", p, y) else math.nan
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks from 1, ties given their average rank (as scipy.stats.rankdata)."""
-    order = np.argsort(x, kind="mergesort")
-    ordered = x[order]
-    starts = np.r_[True, ordered[1:] != ordered[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], len(x)] - 1
-    average = (first + last) / 2.0 + 1.0
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = average[group]
-    return ranks
+    return float(pearsonr(p, y).statistic) if _check_scores("Pearson correlation", p, y) else math.nan
 
 
 def spearman(predictions: Sequence[float], labels: Sequence[float]) -> float:
-    """Spearman rank correlation (Pearson of average ranks); NaN when the predictions are constant or not finite."""
+    """Spearman rank correlation (SciPy's: ties get their average rank); NaN when the predictions are constant
+    or not finite."""
+    from scipy.stats import spearmanr
+
     p, y = _pair(predictions, labels, np.float64)
-    if not _check_scores("Spearman correlation", p, y):
-        return math.nan
-    return _correlation(_ranks(p), _ranks(y))
+    return float(spearmanr(p, y).statistic) if _check_scores("Spearman correlation", p, y) else math.nan
 
 
 METRICS = {"accuracy": accuracy, "f1": f1, "mcc": matthews_corrcoef, "pearson": pearson, "spearman": spearman}

@@ -33,6 +33,24 @@ teacher's width, as `config/paper.yaml` configures it; reference: ~954),
 182.1 for a BERT-base teacher forward with its sparse head (reference: ~182)
 and 626.7 for BERT-large (~626). Ours drops the bias terms of "6 x params"
 (~0.03%).
+
+The MobileBERT student (`mobilebert.py`; inter-block width h, bottleneck b,
+FFN inner size i, F stacked FFNs, embedding width e) counts, per token:
+
+    embeddings, forward      2 (3e) h     the trigram convolution (a Linear 3e -> h)
+    block, forward           2 h b + 2 h b   input bottleneck, shared Q/K bottleneck
+                           + 2 b^2 + 2 b^2   Q and K (from the shared bottleneck)
+                           + 2 h b           V (from the block input, width h)
+                           + 2 b^2           attention output
+                           + F (4 b i)       the F stacked FFNs (b -> i -> b)
+                           + 2 b h           output bottleneck
+                           + 4 L b           Q K^T and (probs) V over L keys
+                           = 8 h b + 6 b^2 + 4 F b i + 4 L b
+    MLM head, forward        2 h^2 + 2 h V at masked positions (its transform is h -> h, and its
+                             output matrix [E^T; W] is h x V), as BERT's formula with h
+
+It always runs every block (it does not stop early), so a request's depth is
+not consulted; its head runs only if logits are requested.
 """
 
 from __future__ import annotations
@@ -41,6 +59,7 @@ from typing import TYPE_CHECKING
 
 from transformers import BertConfig
 
+from .mobilebert import is_mobilebert
 from .outputs import Request
 
 if TYPE_CHECKING:
@@ -50,9 +69,19 @@ TRAIN_MULTIPLIER = 3  # forward + backward (2x forward)
 
 
 def layer_forward_flops_per_token(config: BertConfig, seq_len: int) -> int:
-    """Forward FLOPs of one encoder layer per token: 8h^2 + 4hi + 4Lh."""
+    """Forward FLOPs of one encoder layer per token: 8h^2 + 4hi + 4Lh (MobileBERT: see the module docstring)."""
     h, i = config.hidden_size, config.intermediate_size
+    if is_mobilebert(config):
+        b, stack = config.intra_bottleneck_size, config.num_feedforward_networks
+        return 8 * h * b + 6 * b * b + 4 * stack * b * i + 4 * seq_len * b
     return 8 * h * h + 4 * h * i + 4 * seq_len * h
+
+
+def embedding_forward_flops_per_token(config: BertConfig) -> int:
+    """Matrix products of the embeddings: none for BERT (lookups), MobileBERT's trigram Linear 3e -> h."""
+    if is_mobilebert(config):
+        return 2 * 3 * config.embedding_size * config.hidden_size
+    return 0
 
 
 def mlm_head_forward_flops_per_masked_token(config: BertConfig) -> int:
@@ -65,7 +94,8 @@ def forward_flops_per_token(
     config: BertConfig, seq_len: int, masked_per_seq: float, with_head: bool = True
 ) -> float:
     """Forward FLOPs per token of the encoder plus (optionally) the sparse MLM head."""
-    encoder = config.num_hidden_layers * layer_forward_flops_per_token(config, seq_len)
+    encoder = embedding_forward_flops_per_token(config) + config.num_hidden_layers * layer_forward_flops_per_token(
+        config, seq_len)
     head = mlm_head_forward_flops_per_masked_token(config) * masked_per_seq / seq_len if with_head else 0.0
     return encoder + head
 
@@ -75,6 +105,8 @@ def request_forward_flops_per_token(
 ) -> float:
     """Forward FLOPs per token of a pass under `request` (early stop, head only if logits)."""
     h = config.hidden_size
+    if is_mobilebert(config):  # every block runs, whatever the request (see the module docstring)
+        return forward_flops_per_token(config, seq_len, masked_per_seq, with_head=request.logits)
     full_layers, partial = request.depth(config.num_hidden_layers)
     flops = full_layers * layer_forward_flops_per_token(config, seq_len)
     if partial:

@@ -23,10 +23,11 @@ the pooler and NSP weights of pretraining checkpoints are dropped.
 
 Saving writes `config.json` + `model.safetensors` into a temporary directory
 beside the target and renames it into place, so a reader never sees half a
-checkpoint. The tied decoder weight and bias are left out, as transformers
+checkpoint. A MobileBERT student (`mobilebert.py`) is saved by transformers'
+own `save_pretrained` into that temporary directory. The tied decoder weight and bias are left out, as transformers
 does, and `AutoModelForMaskedLM.from_pretrained(dir)` loads the result with
-no missing or unexpected keys. `pre_ln_config` and `to_pre_ln_state` are
-also how GLUE fine-tuning saves a pre-LN classifier.
+no missing or unexpected keys (so does `AutoModelForSequenceClassification`,
+which is how GLUE fine-tuning loads a student: `kdbudget.glue.classifier`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -46,6 +48,8 @@ from torch import nn
 from transformers import BertConfig, RobertaPreLayerNormConfig
 
 from .bert import KDBertForMaskedLM, is_pre_norm
+from .mobilebert import MODEL_TYPE as MOBILEBERT_TYPE
+from .mobilebert import KDMobileBertForMaskedLM
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +163,9 @@ def _canonical_key(key: str) -> str:
     return key
 
 
-def to_pre_ln_key(key: str, prefixes: tuple[tuple[str, str], ...] = PRE_LN_PREFIXES) -> str:
-    """Our parameter name as RobertaPreLayerNorm's: the first of `prefixes` (ours, theirs) that matches."""
-    for ours, theirs in prefixes:
+def to_pre_ln_key(key: str) -> str:
+    """Our parameter name as RobertaPreLayerNorm's: the first of `PRE_LN_PREFIXES` (ours, theirs) that matches."""
+    for ours, theirs in PRE_LN_PREFIXES:
         if key.startswith(ours):
             return theirs + key[len(ours):]
     raise KeyError(f"no RobertaPreLayerNorm name for {key}")
@@ -182,24 +186,23 @@ def position_offset(config: BertConfig) -> int:
     return config.pad_token_id + 1
 
 
-def pre_ln_config(config: BertConfig, architecture: str = PRE_LN_ARCHITECTURE) -> RobertaPreLayerNormConfig:
+def pre_ln_config(config: BertConfig) -> RobertaPreLayerNormConfig:
     """Our pre-LN config as transformers' RobertaPreLayerNormConfig (positions shifted)."""
     data = {key: value for key, value in config.to_dict().items() if key not in CONFIG_SKIP}
     data["max_position_embeddings"] = config.max_position_embeddings + position_offset(config)
-    data["architectures"] = [architecture]
+    data["architectures"] = [PRE_LN_ARCHITECTURE]
     data["tie_word_embeddings"] = True
     return RobertaPreLayerNormConfig.from_dict(data)
 
 
-def to_pre_ln_state(state: dict[str, torch.Tensor], config: BertConfig,
-                    prefixes: tuple[tuple[str, str], ...] = PRE_LN_PREFIXES) -> dict[str, torch.Tensor]:
-    """Our pre-LN state dict under RobertaPreLayerNorm's names (`to_pre_ln_key` with `prefixes`), the
+def to_pre_ln_state(state: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
+    """Our pre-LN state dict under RobertaPreLayerNorm's names (`to_pre_ln_key`), the
     position table shifted: zero rows for RoBERTa's padding_idx and below (never a real token's position)."""
     state = dict(state)
     positions = state[POSITIONS_KEY]
     filler = positions.new_zeros(position_offset(config), positions.shape[1])
     state[POSITIONS_KEY] = torch.cat([filler, positions])
-    return {to_pre_ln_key(key, prefixes): value for key, value in state.items()}
+    return {to_pre_ln_key(key): value for key, value in state.items()}
 
 
 def read_config(directory: str | os.PathLike) -> BertConfig:
@@ -231,6 +234,10 @@ def read_config(directory: str | os.PathLike) -> BertConfig:
             raise ValueError(f"{config_path}: max_position_embeddings {theirs.max_position_embeddings} "
                              f"leaves no position after padding_idx {config.pad_token_id}")
         return config
+    if model_type == MOBILEBERT_TYPE:  # our MobileBERT student: transformers loads it, our BERT code does not
+        raise ValueError(f"{config_path}: a MobileBERT model (a student shape option) is pretrained, fine-tuned on "
+                         "GLUE and loaded with transformers' Auto classes, but not used as a teacher, which must be "
+                         "a BERT checkpoint")
     raise ValueError(f"{config_path}: model_type is {model_type!r}, expected {BERT_TYPE!r} or {PRE_LN_TYPE!r}")
 
 
@@ -290,25 +297,24 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write `config.json` + `model.safetensors` atomically into `out_dir`:
-    a `BertForMaskedLM` (post-LN) or a `RobertaPreLayerNormForMaskedLM` (pre-LN).
+    a `BertForMaskedLM` (post-LN), a `RobertaPreLayerNormForMaskedLM` (pre-LN)
+    or, for the MobileBERT student, transformers' own `MobileBertForMaskedLM` files.
 
     The files go to a temporary directory in the same parent, which is then
     renamed onto `out_dir`; an existing `out_dir` is replaced (or refused with
     `overwrite=False`).
     """
     model = _unwrap(model)
+    if isinstance(model, KDMobileBertForMaskedLM):
+        return _save_staged(out_dir, overwrite, lambda staging: model.hf.save_pretrained(str(staging)))
     if not isinstance(model, KDBertForMaskedLM):
-        raise TypeError(f"expected a KDBertForMaskedLM, got {type(model).__name__}")
+        raise TypeError(f"expected a KDBertForMaskedLM or KDMobileBertForMaskedLM, got {type(model).__name__}")
     pre_norm = is_pre_norm(model.config)
     if pre_norm and model.config.hidden_act != "gelu":  # RoBERTa's MLM head applies gelu whatever hidden_act says
         raise ValueError(f"a pre-LN model saves as RobertaPreLayerNorm, whose MLM head needs hidden_act 'gelu' "
                          f"(got {model.config.hidden_act!r})")
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+
+    def write(staging: Path) -> None:
         state = {
             key: value.detach().to("cpu").contiguous()
             for key, value in model.state_dict().items()
@@ -323,6 +329,19 @@ def save_pretrained(model: nn.Module, out_dir: str | os.PathLike, *, overwrite: 
             config.tie_word_embeddings = True
         config.save_pretrained(str(staging))
         save_file(state, str(staging / SAFETENSORS_FILE), metadata={"format": "pt"})
+
+    return _save_staged(out_dir, overwrite, write)
+
+
+def _save_staged(out_dir: str | os.PathLike, overwrite: bool, write: Callable[[Path], object]) -> Path:
+    """Run ``write(staging)`` into a temporary directory beside ``out_dir``, then rename it onto ``out_dir``."""
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise FileExistsError(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        write(staging)
         if out.exists():
             retired = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(out, retired)

@@ -1,10 +1,13 @@
-"""Render Table 2, its comparison with the paper and the plots from a results folder, without Snakemake.
+"""Render Table 2, its comparison with the paper, the sweeps and the plots from a results folder, without Snakemake.
 
     python -m kdbudget.report --results results --config config/config.yaml --out results/tables
         [--plots results/plots] [--no-plots] [--allow-missing] [--docs docs/ [--docs-name demo]]
 
 Reads only results/pretrain/{model}/summary.json, metrics.jsonl and
-results/glue/{model}/summary.json for the models the config defines.
+results/glue/{model}/summary.json for the models the config defines. A group
+at several budget scales also gets sweep.{md,csv} and compute_quality.{png,pdf}
+(its teacher's cost amortised over the config's report.amortise_over students).
+The task columns are Table 2's seven that the config's glue.tasks lists.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import yaml
 
 from kdbudget.config import ConfigError, validate_config
 from kdbudget.log import setup_logging
-from kdbudget.report.render import write_docs, write_plots, write_tables
-from kdbudget.report.table import RENDERERS, MissingResultsError, build_table, layout_from_config, load_results
+from kdbudget.report.formats import RENDERERS
+from kdbudget.report.layout import layout_from_config
+from kdbudget.report.render import write_docs, write_plots, write_sweeps, write_tables
+from kdbudget.report.results import load_results
+from kdbudget.report.table import MissingResultsError, build_table, report_tasks
 
 log = logging.getLogger("kdbudget.report")
 SCHEMA = Path("workflow") / "schemas" / "config.schema.yaml"
@@ -68,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else results / "tables"
     plots = Path(args.plots) if args.plots else results / "plots"
     try:
-        layout = layout_from_config(load_config(args.config, args.schema))
+        config = load_config(args.config, args.schema)
+        layout = layout_from_config(config)
         model_results = load_results(layout, results)
-        blocks = build_table(layout, model_results, allow_missing=args.allow_missing)
+        blocks = build_table(layout, model_results, allow_missing=args.allow_missing,
+                             tasks=report_tasks(config["glue"]["tasks"]))
     except (ConfigError, MissingResultsError, ValueError) as err:
         log.error("%s", err)
         return 1
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plots:
         for path in write_plots(blocks, model_results, plots):
             log.info("wrote %s", path)
+    for path in write_sweeps(blocks, out, None if args.no_plots else plots, config["report"]["amortise_over"]):
+        log.info("wrote %s", path)
     if args.docs:
         for path in write_docs(out, plots, args.docs, args.docs_name):
             log.info("wrote %s", path)

@@ -7,6 +7,10 @@ group's No-KD Avg) from the printed task columns with exact arithmetic,
 rounds to one decimal (half away from zero) and reports each printed value
 that differs as a :class:`Discrepancy`. Ties cannot occur: sums of seven
 one-decimal numbers divided by 7 never end in a 5 at the second decimal.
+
+The side-by-side comparison needs all seven task columns: a run whose config
+lists fewer (``glue.tasks``) gets the comparison skipped, with a note saying
+why, and the paper's own discrepancies still listed.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
-from kdbudget.report.table import (
-    GAP, TASK_HEADERS, TASKS, Block, format_delta, label, page, parse_tokens, row_cells,
-)
+from kdbudget.report.formats import GAP, format_delta, page, parse_tokens, row_cells, table_tasks
+from kdbudget.report.table import TASK_HEADERS, TASKS, Block, label
 
 PAPER = "Bui et al. (2024), Knowledge Distillation vs. Pretraining from Scratch under a Fixed (Computation) Budget"
 PAPER_GROUP_TITLES = {
@@ -189,6 +192,10 @@ def comparison(blocks: Sequence[Block], paper_rows: Sequence[PaperRow]) -> list[
     blocks that share a model with it (matched by name), and the discrepancies inside the paper's table.
     A row of such a block that the paper does not have (an extra strategy, e.g. DistilBERT) is shown
     with n/a for the paper's numbers, never matched to another row."""
+    tasks = table_tasks(blocks)
+    if tasks != TASKS:
+        return [("h1", "Table 2: reproduced vs. reported"), ("p", skipped_note(tasks)),
+                *discrepancy_section(paper_rows)]
     by_name = {r.model: r for r in paper_rows}
     cols = ["Model", "", "Throughput"] + [name for name, _ in TASK_HEADERS.values()] + ["Avg", "Δ"]
     doc: list[Element] = [
@@ -225,6 +232,15 @@ def comparison(blocks: Sequence[Block], paper_rows: Sequence[PaperRow]) -> list[
         doc.append(("p", "No model of this run is in the paper's Table 2 (models are matched by name)."))
     doc += discrepancy_section(paper_rows)
     return doc
+
+
+def skipped_note(tasks: Sequence[str]) -> str:
+    """Why a run over fewer than Table 2's seven tasks is not compared with the paper."""
+    names = ", ".join(TASK_HEADERS[t][0] for t in tasks)
+    absent = ", ".join(TASK_HEADERS[t][0] for t in TASKS if t not in tasks)
+    return (f"Comparison skipped: this run's Table 2 has {len(tasks)} of the paper's {len(TASKS)} task columns "
+            f"({names}: the Table 2 tasks in the config's glue.tasks), so its Avg and Δ are not the paper's and "
+            f"no row can be set beside the paper's. Add {absent} to glue.tasks to compare with {PAPER}.")
 
 
 def discrepancy_section(paper_rows: Sequence[PaperRow]) -> list[Element]:

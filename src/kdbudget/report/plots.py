@@ -9,6 +9,11 @@
   and strategy.
 - ``budget``: the budget each model spent, in its group's measure, against the
   group's budget.
+- ``compute_quality`` (only for groups run at several budget scales): GLUE
+  Avg (error bars: its standard deviation over seeds, where there are
+  several) against the FLOPs spent, log scale, one line per strategy; the
+  right panel charges each KD run its teacher's amortised pretraining FLOPs
+  (``sweep``).
 
 Figures are built on :class:`matplotlib.figure.Figure` without pyplot, so no
 global backend is touched, and written atomically.
@@ -26,7 +31,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from kdbudget.io import atomic_path
-from kdbudget.report.table import TASK_HEADERS, TASKS, Block, ModelResults, Row, format_tokens
+from kdbudget.report.formats import format_tokens, table_tasks
+from kdbudget.report.results import ModelResults
+from kdbudget.report.sweep import Sweep
+from kdbudget.report.table import TASK_HEADERS, Block, Row, avg_label
 from kdbudget.strategies.registry import STRATEGIES
 
 PLOTS = ("throughput", "loss_curves", "glue_delta", "budget")
@@ -74,23 +82,33 @@ def _group_labels(ax, centres, *, width: int = 22) -> None:
                     xytext=(0, -28), textcoords="offset points", ha="center", va="top", fontsize=9, style="italic")
 
 
-def _tokens_per_second(results: Mapping[str, ModelResults], model: str) -> float | None:
-    summary = results[model].pretrain if model in results else None
-    speed = summary.get("tokens_per_second") if summary else None  # None when no time was measured
-    return None if speed is None else float(speed)
+def _run_results(results: Mapping[str, ModelResults], row: Row) -> list[ModelResults]:
+    """The loaded results behind a row: one per pretraining run (seed)."""
+    names = [run.model for run in row.runs] or [row.model]
+    return [results[name] for name in names if name in results]
+
+
+def _summaries(results: Mapping[str, ModelResults], row: Row) -> list[dict[str, Any]]:
+    return [r.pretrain for r in _run_results(results, row) if r.pretrain]
+
+
+def _tokens_per_second(results: Mapping[str, ModelResults], row: Row) -> float | None:
+    """The row's mean tokens/s over its runs; None when a run measured no time."""
+    speeds = [s.get("tokens_per_second") for s in _summaries(results, row)]
+    return None if not speeds or None in speeds else sum(map(float, speeds)) / len(speeds)
 
 
 def plot_throughput(blocks: Sequence[Block], results: Mapping[str, ModelResults]) -> Figure:
     bars, centres = _positions(blocks)
     fig = Figure(figsize=(max(6.5, 0.75 * len(bars) + 2.5), 7.0), layout="constrained")
     speed_ax, tokens_ax = fig.subplots(2, 1, sharex=True)
-    references = {b.group: b.reference for b in blocks}
-    bars_by_group = {b.group: b.rows for b in blocks}
+    # Keyed by row: a group at several budget scales has one block (and one No-KD row) per scale.
+    references = {id(row): next((r for r in b.rows if r.is_reference), None) for b in blocks for row in b.rows}
     for x, row in bars:
-        speed = _tokens_per_second(results, row.model)
-        ref = references.get(row.group)
+        speed = _tokens_per_second(results, row)
+        ref = references[id(row)]
         ref_speed = _tokens_per_second(results, ref) if ref else None
-        ref_tokens = next((r.tokens for r in bars_by_group[row.group] if r.is_reference), None)
+        ref_tokens = ref.tokens if ref else None
         for ax, value in ((speed_ax, speed), (tokens_ax, row.tokens)):
             if value is None:
                 ax.text(x, 0, "missing", ha="center", va="bottom", rotation=90, fontsize=8)
@@ -125,14 +143,12 @@ def _curve(rows: Sequence[dict[str, Any]], x_key: str) -> tuple[list[float], lis
 def plot_loss_curves(blocks: Sequence[Block], results: Mapping[str, ModelResults]) -> Figure:
     fig = Figure(figsize=(11, 3.4 * len(blocks) + 0.4), layout="constrained")
     axes = fig.subplots(len(blocks), 2, squeeze=False)
-    for (time_ax, flops_ax), block in zip(axes, blocks):
+    for (time_ax, flops_ax), block in zip(axes, blocks, strict=True):
         for row in block.rows:
-            metrics = results[row.model].metrics if row.model in results else None
-            if not metrics:
-                continue
-            for ax, key in ((time_ax, "seconds"), (flops_ax, "flops")):
-                xs, ys = _curve(metrics, key)
-                ax.plot(xs, ys, color=_color(row.strategy), label=row.label, lw=1.6)
+            for i, run in enumerate(r for r in _run_results(results, row) if r.metrics):
+                for ax, key in ((time_ax, "seconds"), (flops_ax, "flops")):
+                    xs, ys = _curve(run.metrics, key)
+                    ax.plot(xs, ys, color=_color(row.strategy), label=None if i else row.label, lw=1.6)
         for ax, key in ((time_ax, "seconds"), (flops_ax, "flops")):
             ax.set_yscale("log")
             ax.set_xlabel(UNITS[key])
@@ -151,11 +167,12 @@ def plot_loss_curves(blocks: Sequence[Block], results: Mapping[str, ModelResults
 
 
 def plot_glue_delta(blocks: Sequence[Block]) -> Figure:
-    columns = list(TASKS) + ["avg"]
-    names = [TASK_HEADERS[t][0] for t in TASKS] + ["Avg"]
+    tasks = table_tasks(blocks)  # the configured Table 2 tasks only
+    columns = list(tasks) + ["avg"]
+    names = [TASK_HEADERS[t][0] for t in tasks] + [avg_label(tasks)]
     fig = Figure(figsize=(10, 3.3 * len(blocks) + 0.4), layout="constrained")
     axes = fig.subplots(len(blocks), 1, squeeze=False)[:, 0]
-    for ax, block in zip(axes, blocks):
+    for ax, block in zip(axes, blocks, strict=True):
         ax.set_title(textwrap.fill(block.title, 90))
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(columns)), names)
@@ -168,10 +185,10 @@ def plot_glue_delta(blocks: Sequence[Block]) -> Figure:
             continue
         width = 0.8 / len(others)
         for i, row in enumerate(others):
-            values = [None if row.scores[t] is None or reference.scores[t] is None else row.scores[t] - reference.scores[t]
-                      for t in TASKS] + [row.delta]
+            values = [None if row.scores[t] is None or reference.scores[t] is None
+                      else row.scores[t] - reference.scores[t] for t in tasks] + [row.delta]
             xs = [c - 0.4 + width * (i + 0.5) for c in range(len(columns))]
-            ax.bar([x for x, v in zip(xs, values) if v is not None], [v for v in values if v is not None],
+            ax.bar([x for x, v in zip(xs, values, strict=True) if v is not None], [v for v in values if v is not None],
                    width=width, color=_color(row.strategy), label=row.label)
         ax.legend(fontsize=8, ncols=len(others), loc="best")
     fig.suptitle("GLUE dev score difference against the group's No-KD model (x100; Avg: the Table 2 Delta)")
@@ -197,9 +214,10 @@ def plot_budget(blocks: Sequence[Block], results: Mapping[str, ModelResults]) ->
     fig = Figure(figsize=(max(6.5, 1.6 * max(len(b.rows) for b in blocks) + 2), 3.4 * len(blocks) + 0.4),
                  layout="constrained")
     axes = fig.subplots(len(blocks), 1, squeeze=False)[:, 0]
-    for ax, block in zip(axes, blocks):
-        summaries = {r.model: results[r.model].pretrain for r in block.rows
-                     if r.model in results and results[r.model].pretrain}
+    for ax, block in zip(axes, blocks, strict=True):
+        # A row of several runs (seeds): its first run's summary stands for the budget, the mean for the spend.
+        runs = {r.model: _summaries(results, r) for r in block.rows}
+        summaries = {model: found[0] for model, found in runs.items() if found}
         ax.set_title(textwrap.fill(block.title, 80))
         ax.set_xticks(range(len(block.rows)), [r.label for r in block.rows])
         if not summaries:
@@ -212,7 +230,7 @@ def plot_budget(blocks: Sequence[Block], results: Mapping[str, ModelResults]) ->
             if summary is None:
                 ax.text(i, 0, "missing", ha="center", va="bottom", rotation=90, fontsize=8)
                 continue
-            spent = float(summary["spent"][measure])
+            spent = sum(float(s["spent"][measure]) for s in runs[row.model]) / len(runs[row.model])
             ax.bar(i, spent, color=_color(row.strategy), width=0.6)
             text = format_tokens(spent) + (f"\n{100 * spent / limit:.1f}%" if limit else "")
             ax.annotate(text, (i, spent), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
@@ -225,6 +243,40 @@ def plot_budget(blocks: Sequence[Block], results: Mapping[str, ModelResults]) ->
         ax.margins(y=0.25)
     fig.suptitle("Pretraining budget spent per model (each run stops within half an optimizer step of it)")
     return fig
+
+
+def plot_compute_quality(found: Sequence[Sweep], amortise_over: int = 1) -> Figure:
+    fig = Figure(figsize=(11, 3.8 * len(found) + 0.4), layout="constrained")
+    axes = fig.subplots(len(found), 2, squeeze=False)
+    for (spent_ax, charged_ax), sweep in zip(axes, found, strict=True):
+        for strategy, points in sweep.points.items():
+            for ax, charge in ((spent_ax, False), (charged_ax, True)):
+                shown = [(p.charged(amortise_over) if charge else p.flops, p) for p in points]
+                shown = [(x, p) for x, p in shown if x is not None and p.avg is not None]
+                if not shown:
+                    continue
+                ax.errorbar([x for x, _ in shown], [p.avg for _, p in shown],
+                            yerr=[p.avg_std or 0.0 for _, p in shown], color=_color(strategy), marker="o",
+                            capsize=3, lw=1.6, label=points[0].label)
+        for ax, what in ((spent_ax, "FLOPs spent in pretraining"),
+                         (charged_ax, f"FLOPs charged: KD + teacher pretraining / {amortise_over}")):
+            ax.set_xscale("log")
+            ax.set_xlabel(what)
+            ax.set_ylabel(f"GLUE {avg_label(sweep.tasks)} (x100)")
+            ax.grid(alpha=0.3)
+            ax.set_title(textwrap.fill(sweep.title + (f": teacher amortised over {amortise_over}" if ax is charged_ax
+                                                      else ""), 60))
+        handles, labels = spent_ax.get_legend_handles_labels()
+        if handles:
+            charged_ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.suptitle("Compute sweep: GLUE Avg against compute (error bars: standard deviation over seeds)")
+    return fig
+
+
+def write_compute_quality(found: Sequence[Sweep], out_dir: str | Path, amortise_over: int = 1) -> list[Path]:
+    """``out_dir/compute_quality.png`` and ``.pdf``."""
+    with mpl.rc_context(STYLE):
+        return save(plot_compute_quality(found, amortise_over), Path(out_dir) / "compute_quality")
 
 
 def write_plots(blocks: Sequence[Block], results: Mapping[str, ModelResults], out_dir: str | Path) -> list[Path]:

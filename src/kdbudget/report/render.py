@@ -1,4 +1,4 @@
-"""Writing every output: the table files, the comparison with the paper, the plots, the docs copies."""
+"""Writing every output (atomically): the table files, the comparison with the paper, the plots, the docs copies."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kdbudget.io import atomic_path
+from kdbudget.report.formats import RENDERERS, TABLE_FILES
 from kdbudget.report.paper import PaperRow, render_comparison
-from kdbudget.report.table import RENDERERS, TABLE_FILES, Block, ModelResults
+from kdbudget.report.results import ModelResults
+from kdbudget.report.sweep import SWEEP_FILES, render_sweep_csv, render_sweep_markdown, sweeps
+from kdbudget.report.table import Block
 
 COMPARISON_FILES = {"md": "table2_vs_paper.md", "html": "table2_vs_paper.html"}
 
@@ -26,6 +29,23 @@ def write_tables(blocks: Sequence[Block], out_dir: str | Path,
     written = [write_text(out_dir / name, RENDERERS[fmt](blocks)) for fmt, name in TABLE_FILES.items()]
     comparison = render_comparison(blocks, paper_rows)
     written += [write_text(out_dir / name, comparison[fmt]) for fmt, name in COMPARISON_FILES.items()]
+    return written
+
+
+def write_sweeps(blocks: Sequence[Block], out_dir: str | Path, plots_dir: str | Path | None = None,
+                 amortise_over: int = 1) -> list[Path]:
+    """``sweep.{md,csv}`` in ``out_dir`` and ``compute_quality.{png,pdf}`` in ``plots_dir`` (None: no plot);
+    nothing where no group has more than one budget scale."""
+    found = sweeps(blocks)
+    if not found:
+        return []
+    out_dir = Path(out_dir)
+    written = [write_text(out_dir / SWEEP_FILES["md"], render_sweep_markdown(found, amortise_over)),
+               write_text(out_dir / SWEEP_FILES["csv"], render_sweep_csv(found, amortise_over))]
+    if plots_dir is not None:
+        from kdbudget.report.plots import write_compute_quality  # matplotlib only when plotting
+
+        written += write_compute_quality(found, plots_dir, amortise_over)
     return written
 
 

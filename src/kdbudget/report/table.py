@@ -1,20 +1,40 @@
-"""Table 2 from a run's small summaries: the layout, the rows, Avg and Delta.
+"""Table 2's rows from the models' loaded summaries: scores, Avg and Delta (building only; ``formats``
+renders them as text, ``render`` writes the files).
 
-Reads only ``results/pretrain/{model}/summary.json``, ``metrics.jsonl`` and
-``results/glue/{model}/summary.json`` (never weights, never torch).
-
-- **Layout.** One block per config group, in config order, titled with the
-  group's ``title``; one row per strategy of the group, in the group's order.
-  Only the models the config defines appear.
+- **Layout** (``layout``): one block per config group, in config order; one
+  row per strategy of the group, in the group's order. A group run at several
+  budget scales has one block per scale (ascending), titled with the scale.
 - **Columns.** Total Token Throughput (tokens processed in pretraining, shown
   as ``4.6B``), the seven Table 2 tasks (QNLI, SST-2, MNLI matched, MRPC F1,
   QQP, RTE, CoLA MCC; GLUE dev scores x100; STS-B is not in Table 2), Avg and
   Delta.
-- **Avg** is the mean of the seven task columns, from unrounded scores. It is
-  defined only when all seven have a score: never a mean over fewer tasks.
-- **Delta** is Avg(row) - Avg(the group's No-KD row), from unrounded Avgs (the
+- **Tasks** (``report_tasks``): Table 2's seven tasks that the config's
+  ``glue.tasks`` lists, in Table 2's order (a laptop study may fine-tune on
+  fewer); ``build_table`` takes them explicitly, Table 2's seven by default.
+- **Avg** is the mean of the table's task columns, from unrounded scores. It is
+  defined only when every one of them has a score: never a mean over fewer
+  tasks than the columns. With fewer than seven it is labelled so
+  (``avg_label``: "Avg (3 tasks)") and never compared with the paper's.
+- **Delta** is Avg(row) - Avg(the block's No-KD row), from unrounded Avgs (the
   paper appears to subtract its rounded Avgs; see ``paper.py``). The No-KD row
   shows a dash; a group without a No-KD model has no Delta.
+- **Several runs.** A row is one strategy at one budget scale; with
+  pretraining seeds it holds one run per seed. A task's score is the GLUE
+  summary's ``score`` (the mean over GLUE seeds of the chosen cell; ``main``
+  in older summaries); the row shows the mean over its runs. The spread
+  (``std``, sample standard deviation) is over pretraining seeds when there
+  are several (each seed's value already a GLUE-seed mean), else over the
+  GLUE seeds of the one run (the summary's per-seed ``seeds``). Avg's spread
+  is over the per-seed Avgs alike.
+- **Delta's 95% interval** (``stats``): with two or more pretraining seeds,
+  a paired t-interval over the seeds both rows have (d_k = Avg_k(row) -
+  Avg_k(No-KD), the No-KD run of the same seed); with one pretraining run
+  and two or more GLUE seeds, a Welch t-interval on the two rows' per-GLUE-seed
+  Avgs; otherwise none (one run renders exactly as before).
+- **Degenerate fine-tuning** (a constant prediction, e.g. CoLA MCC 0: the GLUE
+  summary's ``degenerate``/``degenerate_seeds``) is kept in the mean, as the
+  GLUE summary's score keeps it, but flagged: the cell carries a marker and
+  the table a note naming the model, task and seeds.
 - **Missing results** (a summary file, or a task or score within one) are an
   error naming every missing model and file, unless ``allow_missing``: the
   row then shows ``n/a`` in each affected column (Avg and Delta included) and
@@ -23,20 +43,18 @@ Reads only ``results/pretrain/{model}/summary.json``, ``metrics.jsonl`` and
 
 from __future__ import annotations
 
-import csv
-import html
-import io
-import json
 import math
-import statistics
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kdbudget.glue.tasks import TABLE2_TASKS
-from kdbudget.io import read_json
-from kdbudget.plan import REFERENCE_STRATEGY, PlannedModel, plan_models
+from kdbudget.glue.tasks import TASKS as GLUE_TASKS
+from kdbudget.plan import REFERENCE_STRATEGY
+from kdbudget.report.layout import GroupLayout, ModelLayout, parse_model_name
+from kdbudget.report.ledger import Ledger, combine, ledger_of
+from kdbudget.report.results import ModelResults
+from kdbudget.report.stats import Interval, mean, paired_t_interval, std, welch_t_interval
 from kdbudget.strategies.registry import STRATEGIES
 
 TASKS: tuple[str, ...] = TABLE2_TASKS
@@ -46,66 +64,31 @@ TASK_HEADERS: dict[str, tuple[str, str]] = {
 }
 # Row labels come from the strategy registry (torch-free), so a new strategy is labelled where it is declared.
 STRATEGY_LABELS: dict[str, str] = {name: info.label for name, info in STRATEGIES.items()}
-GAP = "n/a"
-TABLE_FILES = {"md": "table2.md", "tex": "table2.tex", "csv": "table2.csv", "html": "table2.html"}
-NOTE = ("GLUE dev scores x100 (MNLI: matched accuracy; MRPC: F1; CoLA: Matthews correlation; others: accuracy). "
-        "Total Token Throughput: tokens processed in pretraining. Avg: mean of the seven task columns; "
-        "Delta: Avg minus the Avg of the group's No-KD row, both from unrounded scores.")
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def report_tasks(configured: Iterable[str]) -> tuple[str, ...]:
+    """Table 2's task columns for a config's ``glue.tasks``: the Table 2 tasks it lists, in Table 2's order
+    (STS-B and any other task outside Table 2 never appear); a ValueError naming the key when there is none."""
+    configured = set(configured)
+    unknown = sorted(configured - set(GLUE_TASKS))
+    if unknown:
+        raise ValueError(f"glue.tasks: unknown GLUE task(s) {', '.join(unknown)}")
+    tasks = tuple(t for t in TASKS if t in configured)
+    if not tasks:
+        raise ValueError(f"glue.tasks lists none of Table 2's tasks ({', '.join(TASKS)}): the report has no task "
+                         "column and no Avg to show")
+    return tasks
+
+
+def avg_label(tasks: Sequence[str]) -> str:
+    """``Avg`` over Table 2's seven tasks; ``Avg (3 tasks)`` over fewer, so that it is never read as GLUE's Avg."""
+    n = len(tasks)
+    return "Avg" if tuple(tasks) == TASKS else f"Avg ({n} task{'s' if n != 1 else ''})"
 
 
 class MissingResultsError(LookupError):
     """A model the config defines has no (complete) results."""
-
-
-# --- layout -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelLayout:
-    name: str
-    strategy: str
-    layers: int
-
-
-@dataclass(frozen=True)
-class GroupLayout:
-    name: str
-    title: str
-    models: tuple[ModelLayout, ...]
-
-    @property
-    def reference(self) -> str | None:
-        return next((m.name for m in self.models if m.strategy == REFERENCE_STRATEGY), None)
-
-
-def layout_from_plan(models: Mapping[str, PlannedModel], groups: Mapping[str, Mapping[str, Any]]) -> list[GroupLayout]:
-    """Table 2's blocks: the config's groups (``config["groups"]``) in order, each with its planned models."""
-    return [GroupLayout(name=group, title=settings.get("title") or group,
-                        models=tuple(ModelLayout(m.name, m.strategy, int(m.shape["layers"]))
-                                     for m in models.values() if m.group == group))
-            for group, settings in groups.items()]
-
-
-def layout_from_config(config: Mapping[str, Any]) -> list[GroupLayout]:
-    """Table 2's blocks for a validated config."""
-    return layout_from_plan(plan_models(dict(config)), config["groups"])
-
-
-def layout_to_data(layout: Sequence[GroupLayout]) -> list[dict[str, Any]]:
-    """Plain data (for Snakemake params, which also makes a changed layout a rerun trigger)."""
-    return [{"name": g.name, "title": g.title,
-             "models": [{"name": m.name, "strategy": m.strategy, "layers": m.layers} for m in g.models]}
-            for g in layout]
-
-
-def layout_from_data(data: Sequence[Mapping[str, Any]]) -> list[GroupLayout]:
-    return [GroupLayout(g["name"], g["title"], tuple(ModelLayout(m["name"], m["strategy"], int(m["layers"]))
-                                                     for m in g["models"])) for g in data]
-
-
-def model_names(layout: Sequence[GroupLayout]) -> list[str]:
-    return [m.name for g in layout for m in g.models]
 
 
 def label(strategy: str, layers: int) -> str:
@@ -113,63 +96,97 @@ def label(strategy: str, layers: int) -> str:
     return STRATEGY_LABELS.get(strategy, strategy) + str(layers).translate(_SUBSCRIPTS)
 
 
-# --- loading the summaries -----------------------------------------------------
+def scale_suffix(scale: float) -> str:
+    """The model-name suffix of a budget scale: ``-x0.25``; none at scale 1."""
+    return "" if scale == 1 else f"-x{scale:g}"
+
+
+# --- one pretraining run ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ModelResults:
-    """One model's summaries; None where a file was not found (its expected path is in ``paths``)."""
+class Run:
+    """One model of the plan: one pretraining run and its GLUE summary (scores x100)."""
 
-    name: str
-    pretrain: dict[str, Any] | None
-    metrics: list[dict[str, Any]] | None
-    glue: dict[str, Any] | None
-    paths: dict[str, str | None] = field(default_factory=dict)
+    model: str
+    base: str
+    seed: int | None
+    scale: float
+    tokens: int | None
+    scores: dict[str, float | None]  # per task: the mean over GLUE seeds
+    seed_scores: dict[str, tuple[float, ...]]  # per task: each GLUE seed's score (empty when not given)
+    degenerate: dict[str, tuple[Any, ...]]  # flagged tasks: their degenerate GLUE seeds (empty: not said which)
+    ledger: Ledger
+    missing: tuple[str, ...] = ()
+    flops: float | None = None
+    tasks: tuple[str, ...] = TASKS  # the table's task columns: Avg is their mean
 
-    def where(self, key: str) -> str:
-        return self.paths.get(key) or "not given"
+    @property
+    def avg(self) -> float | None:
+        values = [self.scores.get(t) for t in self.tasks]
+        return mean(values) if None not in values else None
 
-
-def result_paths(results_dir: str | Path, name: str) -> dict[str, Path]:
-    """Where the pipeline writes a model's summaries under a results folder."""
-    results_dir = Path(results_dir)
-    return {"pretrain": results_dir / "pretrain" / name / "summary.json",
-            "metrics": results_dir / "pretrain" / name / "metrics.jsonl",
-            "glue": results_dir / "glue" / name / "summary.json"}
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def load_model_results(name: str, *, pretrain: str | Path | None = None, metrics: str | Path | None = None,
-                       glue: str | Path | None = None) -> ModelResults:
-    """Read the summaries that exist (None for a path that is None or absent); a summary of
-    another model (a copied file) is an error."""
-    paths = {"pretrain": pretrain, "metrics": metrics, "glue": glue}
-    readers = {"pretrain": read_json, "metrics": read_metrics, "glue": read_json}
-    loaded = {key: readers[key](path) if path is not None and Path(path).is_file() else None
-              for key, path in paths.items()}
-    for key, name_field in (("pretrain", "name"), ("glue", "model")):
-        found = (loaded[key] or {}).get(name_field)
-        if found is not None and found != name:
-            raise ValueError(f"{paths[key]}: a summary of model {found!r} where {name!r} was expected")
-    return ModelResults(name, loaded["pretrain"], loaded["metrics"], loaded["glue"],
-                        {key: None if path is None else str(path) for key, path in paths.items()})
+    @property
+    def seed_avgs(self) -> tuple[float, ...]:
+        """Avg per GLUE seed (the i-th seed of every task); empty unless every task has the same two or more."""
+        counts = {len(self.seed_scores.get(t, ())) for t in self.tasks}
+        if len(counts) != 1 or counts == {0} or counts == {1}:
+            return ()
+        return tuple(mean(values) for values in zip(*(self.seed_scores[t] for t in self.tasks), strict=True))
 
 
-def load_results(layout: Sequence[GroupLayout], results_dir: str | Path) -> dict[str, ModelResults]:
-    """Every model of the layout, from the standard layout of a results folder."""
-    return {name: load_model_results(name, **result_paths(results_dir, name)) for name in model_names(layout)}
+def _finite100(value: Any) -> float | None:
+    return 100.0 * float(value) if value is not None and math.isfinite(float(value)) else None
 
 
-# --- rows ------------------------------------------------------------------------
+def _task_entry(glue: Mapping[str, Any], task: str) -> tuple[float | None, tuple[float, ...], tuple[Any, ...] | None]:
+    """(score, per-seed scores, degenerate seeds or None when not flagged) of one task's GLUE entry."""
+    entry = glue.get("tasks", {}).get(task)
+    if not entry:
+        return None, (), None
+    score = _finite100(entry["score"] if "score" in entry else entry.get("main"))
+    seeds = [_finite100(s.get("score", s.get("main")) if isinstance(s, Mapping) else s)
+             for s in entry.get("seeds") or ()]
+    per_seed = tuple(s for s in seeds if s is not None) if None not in seeds else ()
+    flagged = entry.get("degenerate") or bool(entry.get("degenerate_seeds"))
+    return score, per_seed, tuple(entry.get("degenerate_seeds") or ()) if flagged else None
+
+
+def load_run(model: ModelLayout, results: ModelResults | None, tasks: Sequence[str] = TASKS) -> Run:
+    """A run's scores on ``tasks``, identity (base, seed, scale: its summary, else the plan, else its name) and
+    ledger."""
+    tasks = tuple(tasks)
+    results = results or ModelResults(model.name, None, None, None)
+    summary, missing = results.pretrain, []
+    if summary is None:
+        missing.append(f"pretraining summary ({results.where('pretrain')})")
+    parsed = parse_model_name(model.name)
+    found = summary or {}
+    base = found.get("base") or model.base or parsed.base
+    seed = next((s for s in (found.get("seed"), model.seed, parsed.seed) if s is not None), None)
+    scale = float(next((s for s in (found.get("budget_scale"), model.scale) if s is not None), parsed.scale))
+    scores: dict[str, float | None] = dict.fromkeys(tasks)
+    seed_scores: dict[str, tuple[float, ...]] = {}
+    degenerate: dict[str, tuple[Any, ...]] = {}
+    if results.glue is not None:
+        for task in tasks:
+            scores[task], seed_scores[task], flagged = _task_entry(results.glue, task)
+            if flagged is not None:
+                degenerate[task] = flagged
+        missing += [f"GLUE {TASK_HEADERS[t][0]} score" for t in tasks if scores[t] is None]
+    else:
+        missing.append(f"GLUE summary ({results.where('glue')})")
+    return Run(model.name, base, None if seed is None else int(seed), scale,
+               None if summary is None else int(summary["tokens"]), scores, seed_scores, degenerate,
+               ledger_of(summary), tuple(missing), None if summary is None else float(summary["flops"]), tasks)
+
+
+# --- rows and blocks -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Row:
-    model: str
+    model: str  # the model, or for several runs their base name with its scale suffix
     group: str
     strategy: str
     layers: int
@@ -180,10 +197,37 @@ class Row:
     is_reference: bool
     missing: tuple[str, ...] = ()
     compared: bool = True  # False in a group without a No-KD row: no Delta to show
+    runs: tuple[Run, ...] = ()
+    scale: float = 1.0
+    std: dict[str, float | None] = field(default_factory=dict)  # per task; empty for a single run
+    avg_std: float | None = None
+    delta_ci: Interval | None = None
+    ledger: Ledger = field(default_factory=Ledger)
+    tasks: tuple[str, ...] = TASKS  # the table's task columns: Avg is their mean
 
     @property
     def label(self) -> str:
         return label(self.strategy, self.layers)
+
+    @property
+    def glue_seeds(self) -> int:
+        return max((len(s) for run in self.runs for s in run.seed_scores.values()), default=0)
+
+    @property
+    def repeated(self) -> bool:
+        """More than one run behind the numbers (pretraining seeds or GLUE seeds): show their spread."""
+        return len(self.runs) > 1 or self.glue_seeds > 1
+
+    @property
+    def degenerate(self) -> dict[str, list[str]]:
+        """Per flagged task: the runs (and GLUE seeds, where known) whose fine-tuning was degenerate."""
+        found: dict[str, list[str]] = {}
+        for run in self.runs:
+            for task, seeds in run.degenerate.items():
+                found.setdefault(task, []).append(
+                    run.model + (f" (GLUE seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+                                 if seeds else ""))
+        return found
 
 
 @dataclass(frozen=True)
@@ -192,238 +236,83 @@ class Block:
     title: str
     rows: tuple[Row, ...]
     reference: str | None = None
+    scale: float = 1.0
+    group_title: str = ""  # the group's own title (``title`` adds the scale in a sweep)
+    tasks: tuple[str, ...] = TASKS  # the table's task columns: Avg is their mean
 
     def row(self, model: str) -> Row:
         return next(r for r in self.rows if r.model == model)
 
 
-@dataclass
-class _Partial:
-    tokens: int | None
-    scores: dict[str, float | None]
-    missing: list[str] = field(default_factory=list)
+def _row(runs: Sequence[Run], model: ModelLayout, group: str, compared: bool, tasks: tuple[str, ...]) -> Row:
+    single = len(runs) == 1
+    name = runs[0].model if single else runs[0].base + scale_suffix(runs[0].scale)
+    scores = {t: None if any(r.scores[t] is None for r in runs) else mean([r.scores[t] for r in runs]) for t in tasks}
+    avgs = [r.avg for r in runs]
+    avg = None if None in avgs else mean(avgs)
+    if not single:  # spread over pretraining seeds
+        spread = {t: None if scores[t] is None else std([r.scores[t] for r in runs]) for t in tasks}
+        avg_std = None if avg is None else std(avgs)
+    else:  # spread over the GLUE seeds of the one run (none for one seed)
+        spread = {t: std(runs[0].seed_scores.get(t, ())) for t in tasks}
+        avg_std = std(runs[0].seed_avgs)
+    tokens = [r.tokens for r in runs]
+    missing = tuple(m if single else f"{r.model}: {m}" for r in runs for m in r.missing)
+    return Row(name, group, model.strategy, model.layers, None if None in tokens else round(mean(tokens)), scores,
+               avg, None, model.strategy == REFERENCE_STRATEGY and compared, missing, compared, tuple(runs),
+               runs[0].scale, spread if any(v is not None for v in spread.values()) else {}, avg_std, None,
+               combine([r.ledger for r in runs]), tasks)
 
 
-def _task_score(glue: Mapping[str, Any], task: str) -> float | None:
-    entry = glue.get("tasks", {}).get(task)
-    value = entry.get("main") if entry else None
-    return 100.0 * float(value) if value is not None and math.isfinite(float(value)) else None
+def delta_interval(row: Row, reference: Row) -> Interval | None:
+    """Delta's 95% interval: paired over pretraining seeds, else Welch over GLUE seeds (module docstring)."""
+    if len(row.runs) > 1 or len(reference.runs) > 1:
+        mine = {r.seed: r.avg for r in row.runs if r.avg is not None}
+        theirs = {r.seed: r.avg for r in reference.runs if r.avg is not None}
+        seeds = [s for s in mine if s in theirs]
+        return paired_t_interval([mine[s] for s in seeds], [theirs[s] for s in seeds])
+    return welch_t_interval(row.runs[0].seed_avgs, reference.runs[0].seed_avgs)
 
 
-def _partial(model: ModelLayout, results: ModelResults | None) -> _Partial:
-    results = results or ModelResults(model.name, None, None, None)
-    missing = []
-    tokens = None
-    if results.pretrain is not None:
-        tokens = int(results.pretrain["tokens"])
-    else:
-        missing.append(f"pretraining summary ({results.where('pretrain')})")
-    scores: dict[str, float | None] = dict.fromkeys(TASKS)
-    if results.glue is not None:
-        scores = {task: _task_score(results.glue, task) for task in TASKS}
-        missing += [f"GLUE {TASK_HEADERS[t][0]} score" for t in TASKS if scores[t] is None]
-    else:
-        missing.append(f"GLUE summary ({results.where('glue')})")
-    return _Partial(tokens, scores, missing)
+def _with_delta(row: Row, reference: Row | None) -> Row:
+    if reference is None or row is reference or row.avg is None or reference.avg is None:
+        return row
+    ci = delta_interval(row, reference) if row.repeated or reference.repeated else None
+    return replace(row, delta=row.avg - reference.avg, delta_ci=ci)
+
+
+def _blocks(group: GroupLayout, runs: Mapping[str, Run], tasks: tuple[str, ...]) -> list[Block]:
+    scales = sorted({runs[m.name].scale for m in group.models})
+    compared = any(m.strategy == REFERENCE_STRATEGY for m in group.models)
+    blocks = []
+    for scale in scales:
+        rows_runs: dict[str, list[Run]] = {}
+        layouts: dict[str, ModelLayout] = {}
+        for m in group.models:
+            run = runs[m.name]
+            if run.scale == scale:
+                rows_runs.setdefault(run.base, []).append(run)
+                layouts.setdefault(run.base, m)
+        rows = [_row(rs, layouts[base], group.name, compared, tasks) for base, rs in rows_runs.items()]
+        reference = next((r for r in rows if r.is_reference), None)
+        rows = [_with_delta(r, reference) for r in rows]
+        title = group.title if scale == 1 and len(scales) == 1 else f"{group.title} (budget x{scale:g})"
+        blocks.append(Block(group.name, title, tuple(rows), reference.model if reference else None, scale, group.title,
+                            tasks))
+    return blocks
 
 
 def build_table(layout: Sequence[GroupLayout], results: Mapping[str, ModelResults], *,
-                allow_missing: bool = False) -> list[Block]:
-    """Table 2's blocks; raises :class:`MissingResultsError` naming every incomplete model unless
-    ``allow_missing`` (then a gap is marked ``n/a`` and its Avg and Delta stay undefined)."""
-    partials = {m.name: _partial(m, results.get(m.name)) for g in layout for m in g.models}
-    incomplete = {name: p.missing for name, p in partials.items() if p.missing}
+                allow_missing: bool = False, tasks: Iterable[str] = TASKS) -> list[Block]:
+    """Table 2's blocks over ``tasks`` (the config's ``glue.tasks``; :func:`report_tasks` keeps Table 2's and
+    orders them); raises :class:`MissingResultsError` naming every incomplete model unless ``allow_missing``
+    (then a gap is marked ``n/a`` and its Avg and Delta stay undefined)."""
+    columns = report_tasks(tasks)
+    runs = {m.name: load_run(m, results.get(m.name), columns) for g in layout for m in g.models}
+    incomplete = {name: run.missing for name, run in runs.items() if run.missing}
     if incomplete and not allow_missing:
         lines = "\n".join(f"  {name}: {', '.join(missing)}" for name, missing in incomplete.items())
         raise MissingResultsError(
             f"results missing for {len(incomplete)} model(s) the config defines:\n{lines}\n"
             "Run the pipeline for them (snakemake --cores N table), or pass --allow-missing to mark them as gaps.")
-    blocks = []
-    for group in layout:
-        avgs = {}
-        for m in group.models:
-            scores = partials[m.name].scores
-            avgs[m.name] = statistics.fmean(scores[t] for t in TASKS) if None not in scores.values() else None
-        reference_avg = avgs.get(group.reference) if group.reference else None
-        rows = []
-        for m in group.models:
-            p, avg = partials[m.name], avgs[m.name]
-            is_reference = m.name == group.reference
-            delta = avg - reference_avg if not is_reference and avg is not None and reference_avg is not None else None
-            rows.append(Row(m.name, group.name, m.strategy, m.layers, p.tokens, p.scores, avg, delta, is_reference,
-                            tuple(p.missing), compared=group.reference is not None))
-        blocks.append(Block(group.name, group.title, tuple(rows), group.reference))
-    return blocks
-
-
-# --- formatting -------------------------------------------------------------------
-
-_UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
-
-
-def format_tokens(n: float | None) -> str:
-    """A token count as the paper prints it: ``4.6B``, ``27.9B``; small runs ``893K``."""
-    if n is None:
-        return GAP
-    for i, (scale, suffix) in enumerate(_UNITS):
-        if n >= scale * 0.99995:
-            x = n / scale
-            text = f"{x:.0f}" if x >= 99.95 else f"{x:.1f}"
-            if float(text) >= 1000 and i > 0:  # 999.96K shows as 1.0M
-                return f"{n / _UNITS[i - 1][0]:.1f}{_UNITS[i - 1][1]}"
-            return text + suffix
-    return f"{n:.0f}"
-
-
-def parse_tokens(text: str) -> float:
-    """``4.6B`` -> 4.6e9 (the inverse of :func:`format_tokens`, up to its rounding)."""
-    scales = {suffix: scale for scale, suffix in _UNITS}
-    text = text.strip()
-    return float(text[:-1]) * scales[text[-1]] if text[-1:] in scales else float(text)
-
-
-def format_score(x: float | None) -> str:
-    if x is None:
-        return GAP
-    text = f"{x:.1f}"
-    return "0.0" if text == "-0.0" else text
-
-
-def format_delta(x: float | None, *, reference: bool = False) -> str:
-    """``+1.2``, ``-0.4``; the No-KD row's own Delta is a dash."""
-    if reference:
-        return "–"
-    if x is None:
-        return GAP
-    text = f"{x:+.1f}"
-    return "0.0" if text in ("+0.0", "-0.0") else text
-
-
-def row_cells(row: Row) -> list[str]:
-    """A row's printed cells after its label: tokens, the task scores, Avg and Delta."""
-    return ([format_tokens(row.tokens)] + [format_score(row.scores[t]) for t in TASKS]
-            + [format_score(row.avg), format_delta(row.delta, reference=row.is_reference or not row.compared)])
-
-
-def headers() -> list[str]:
-    return (["Total Token Throughput"] + [f"{name} ({metric})" for name, metric in TASK_HEADERS.values()]
-            + ["Avg", "Δ"])
-
-
-def _missing_notes(blocks: Sequence[Block]) -> list[str]:
-    return [f"{row.model}: {', '.join(row.missing)}" for b in blocks for row in b.rows if row.missing]
-
-
-# --- renderings --------------------------------------------------------------------
-
-
-def render_markdown(blocks: Sequence[Block]) -> str:
-    cols = ["Model", *headers()]
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join([":---"] + ["---:"] * (len(cols) - 1)) + " |"]
-    for block in blocks:
-        lines.append("| " + " | ".join([f"*{block.title}*"] + [""] * (len(cols) - 1)) + " |")
-        lines += ["| " + " | ".join([row.label, *row_cells(row)]) + " |" for row in block.rows]
-    text = "\n".join(lines) + "\n\n" + NOTE + "\n"
-    missing = _missing_notes(blocks)
-    if missing:
-        text += f"\n{GAP}: results missing (rendered with --allow-missing):\n" + "".join(f"- {m}\n" for m in missing)
-    return text
-
-
-def _tex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                          ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
-                          ("^", r"\textasciicircum{}")):
-        text = text.replace(char, escaped)
-    return text
-
-
-def _tex_cell(text: str) -> str:
-    if text == "–":
-        return "--"
-    if text[:1] in "+-" and text != GAP:
-        return f"${text[0]}${text[1:]}"
-    return text
-
-
-def render_latex(blocks: Sequence[Block], *, caption: str | None = None, tex_label: str = "tab:table2") -> str:
-    """A booktabs ``table*`` (needs ``\\usepackage{booktabs}``)."""
-    n = 1 + len(headers())
-    top = ["", "Total Token"] + [name for name, _ in TASK_HEADERS.values()] + ["Avg", r"$\Delta$"]
-    sub = ["", "Throughput"] + [f"({metric})" for _, metric in TASK_HEADERS.values()] + ["", ""]
-    lines = [
-        "% Table 2, generated by kdbudget.report from the run's summaries. Needs \\usepackage{booktabs}.",
-        r"\begin{table*}[t]", r"\centering", r"\small",
-        r"\begin{tabular}{l" + "r" * (n - 1) + "}", r"\toprule",
-        " & ".join(top) + r" \\", " & ".join(sub) + r" \\",
-    ]
-    for block in blocks:
-        lines += [r"\midrule", rf"\multicolumn{{{n}}}{{l}}{{\textit{{{_tex_escape(block.title)}}}}} \\", r"\midrule"]
-        for row in block.rows:
-            name = f"{_tex_escape(STRATEGY_LABELS.get(row.strategy, row.strategy))}$_{{{row.layers}}}$"
-            lines.append(" & ".join([name] + [_tex_cell(c) for c in row_cells(row)]) + r" \\")
-    caption = caption or NOTE.replace("Delta", r"$\Delta$")
-    missing = _missing_notes(blocks)
-    if missing:
-        caption += f" {GAP}: results missing ({'; '.join(missing)})."
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape_caption(caption)}}}",
-              rf"\label{{{tex_label}}}", r"\end{table*}"]
-    return "\n".join(lines) + "\n"
-
-
-def _tex_escape_caption(text: str) -> str:
-    parts = text.split("$")  # keep math spans ($\Delta$) as they are
-    return "$".join(_tex_escape(p) if i % 2 == 0 else p for i, p in enumerate(parts))
-
-
-# "label" (the strategy's row label, without the layer subscript) comes last so that existing columns keep their place.
-CSV_COLUMNS = ["group", "group_title", "model", "strategy", "layers", "tokens", "throughput", *TASKS, "avg", "delta",
-               "missing", "label"]
-
-
-def render_csv(blocks: Sequence[Block]) -> str:
-    """Machine-readable: unrounded scores (x100, 4 decimals); empty cells where a value is undefined."""
-    def number(x: float | None) -> str:
-        return "" if x is None else f"{x:.4f}"
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for block in blocks:
-        for row in block.rows:
-            writer.writerow([block.group, block.title, row.model, row.strategy, row.layers,
-                             "" if row.tokens is None else row.tokens, format_tokens(row.tokens) if row.tokens is not None else "",
-                             *(number(row.scores[t]) for t in TASKS), number(row.avg), number(row.delta),
-                             "; ".join(row.missing), STRATEGY_LABELS.get(row.strategy, row.strategy)])
-    return out.getvalue()
-
-
-HTML_STYLE = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
-              "th,td{padding:.25em .7em;text-align:right}th:first-child,td:first-child{text-align:left}"
-              "thead th{border-bottom:2px solid #333}tbody tr.block td{font-style:italic;text-align:left;"
-              "border-top:1px solid #999;padding-top:.6em}p{max-width:60em;font-size:.9em}")
-
-
-def render_html(blocks: Sequence[Block], *, title: str = "Table 2") -> str:
-    """A standalone HTML page (the report embeds it)."""
-    esc = html.escape
-    n = 1 + len(headers())
-    body = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in ["Model", *headers()]) + "</tr></thead>",
-            "<tbody>"]
-    for block in blocks:
-        body.append(f'<tr class="block"><td colspan="{n}">{esc(block.title)}</td></tr>')
-        body += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in [row.label, *row_cells(row)]) + "</tr>"
-                 for row in block.rows]
-    body += ["</tbody>", "</table>", f"<p>{esc(NOTE)}</p>"]
-    missing = _missing_notes(blocks)
-    if missing:
-        body.append(f"<p>{GAP}: results missing: {esc('; '.join(missing))}</p>")
-    return page(title, "\n".join(body))
-
-
-def page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{HTML_STYLE}</style></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
-
-
-RENDERERS = {"md": render_markdown, "tex": render_latex, "csv": render_csv, "html": render_html}
+    return [block for group in layout for block in _blocks(group, runs, columns)]

@@ -77,6 +77,18 @@ class Strategy(nn.Module):
         """
         return None
 
+    def begin_step(self, fraction: float, student: nn.Module) -> None:
+        """Called by the trainer before every optimizer step with the fraction of the budget spent (0..1).
+
+        A strategy that trains in stages (mobilebert's progressive schedule) switches stage here: its
+        requests, and which student parameters train. The budget and its count are the trainer's alone.
+        """
+
+    def schedule_fraction(self, fraction: float) -> float:
+        """The point of the learning-rate curve (warmup, then linear decay) at budget ``fraction``: the
+        fraction itself, unless the strategy restarts the curve in each of its stages."""
+        return fraction
+
     def extra_flops_per_token(self, seq_len: int) -> float:
         """Matrix-product FLOPs per token of the loss itself (projections, relations),
         forward and backward; the models' own passes are counted in `model.flops`."""

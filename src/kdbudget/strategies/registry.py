@@ -98,6 +98,10 @@ STRATEGIES: Mapping[str, StrategyInfo] = _register(
         "alpha_ce": {"type": "number", "minimum": 0, "default": 5.0},
         "alpha_mlm": {"type": "number", "minimum": 0, "default": 2.0},
         "alpha_cos": {"type": "number", "minimum": 0, "default": 1.0}}),
+    StrategyInfo("mobilebert", "MobileBERT", "MobileBERT", "#e377c2", lr=5.0e-4, options={
+        "schedule": {"enum": ["joint", "progressive"], "default": "joint"},
+        "mlm_weight": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+        "temperature": {"type": "number", "exclusiveMinimum": 0, "default": 1.0}}),
 )
 
 

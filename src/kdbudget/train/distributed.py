@@ -86,7 +86,7 @@ def agree_mean(values: dict[str, torch.Tensor], world: World) -> dict[str, torch
     keys = sorted(values)
     stacked = torch.stack([values[k].float() for k in keys])
     dist.all_reduce(stacked)
-    return dict(zip(keys, stacked / world.size))
+    return dict(zip(keys, stacked / world.size, strict=True))
 
 
 def gather_objects(obj, world: World) -> list:

@@ -50,7 +50,8 @@ def _describe(holder: dict[str, Any]) -> str:
     if not holder.get("pid"):
         return "another process (it has not recorded itself yet)"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"])) if holder.get("started") else "?"
-    return f"trainer {holder.get('name', '?')!r}, pid {holder['pid']} on host {holder.get('host', '?')}, since {started}"
+    return (f"trainer {holder.get('name', '?')!r}, pid {holder['pid']} on host {holder.get('host', '?')}, "
+            f"since {started}")
 
 
 class CheckpointLock:
@@ -62,7 +63,7 @@ class CheckpointLock:
         self.name = name
         self._fd: int | None = None
 
-    def acquire(self) -> "CheckpointLock":
+    def acquire(self) -> CheckpointLock:
         while True:
             self.directory.mkdir(parents=True, exist_ok=True)
             try:
@@ -112,7 +113,7 @@ class CheckpointLock:
             os.close(self._fd)  # closing the descriptor frees the flock
             self._fd = None
 
-    def __enter__(self) -> "CheckpointLock":
+    def __enter__(self) -> CheckpointLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

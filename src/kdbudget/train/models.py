@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbudget.model import KDBertForMaskedLM, bert_config, load_pretrained
+from kdbudget.model.mobilebert import KDMobileBertForMaskedLM, mobilebert_config
 from kdbudget.train.spec import RunSpec
 
 
@@ -19,13 +20,20 @@ class VocabularyMismatch(ValueError):
     """The teacher's vocabulary is not the one the data was tokenized with."""
 
 
-def build_student(spec: RunSpec, meta: dict[str, Any]) -> KDBertForMaskedLM:
+def build_student(spec: RunSpec, meta: dict[str, Any]) -> KDBertForMaskedLM | KDMobileBertForMaskedLM:
     """A randomly initialised student of ``spec.student``'s shape over the data's vocabulary."""
     s = spec.student
+    pad = meta["tokenizer"]["special_ids"]["pad"]
+    if s.mobilebert is not None:  # the inverted-bottleneck student (kdbudget.model.mobilebert); no LayerNorm choice
+        config = mobilebert_config(s.layers, s.hidden, s.heads, s.intermediate, meta["vocab_size"], s.max_positions,
+                                   **s.mobilebert, hidden_dropout_prob=s.dropout,
+                                   attention_probs_dropout_prob=s.dropout, initializer_range=s.init_std,
+                                   pad_token_id=pad)
+        return KDMobileBertForMaskedLM(config)
     config = bert_config(s.layers, s.hidden, s.heads, s.intermediate, meta["vocab_size"], s.max_positions,
                          hidden_dropout_prob=s.dropout, attention_probs_dropout_prob=s.dropout,
                          initializer_range=s.init_std, layer_norm=s.layer_norm,
-                         pad_token_id=meta["tokenizer"]["special_ids"]["pad"])
+                         pad_token_id=pad)
     return KDBertForMaskedLM(config)
 
 

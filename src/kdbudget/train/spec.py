@@ -24,6 +24,9 @@ class Shape:
     dropout: float = 0.1
     init_std: float = 0.02  # BERT's; narrow models learn faster with a larger one
     layer_norm: str = "post"  # "post" (BERT) or "pre" (the released No-KD code); plan.py resolves the config's "auto"
+    # MobileBERT's inverted-bottleneck student instead of BERT: bottleneck, embedding_size, ffn_stack, normalization
+    # (kdbudget.model.mobilebert.mobilebert_config); None: BERT
+    mobilebert: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from kdbudget.io import atomic_dir, write_json
 from kdbudget.log import progress
 from kdbudget.model import KDBertForMaskedLM, save_pretrained
 from kdbudget.model.flops import teacher_forward_extent, teacher_step_flops, train_step_flops
+from kdbudget.model.mobilebert import KDMobileBertForMaskedLM, check_request
 from kdbudget.strategies import Strategy, build_strategy
 from kdbudget.teacher_cost import resolve_teacher_cost
 from kdbudget.train.budget import Budget, Spent, resolve_budget
@@ -57,7 +58,7 @@ from kdbudget.train.divergence import Diverged, DivergenceGuard
 from kdbudget.train.hardware import mfu, peak_flops
 from kdbudget.train.lock import CheckpointBusy, CheckpointLock, held_by_launcher
 from kdbudget.train.models import build_student, load_teacher
-from kdbudget.train.optim import build_optimizer, set_lr
+from kdbudget.train.optim import build_optimizer, lr_multiplier, set_lr
 from kdbudget.train.orphan import ParentWatch
 from kdbudget.train.prefetch import StepShape, open_feed, resolve_prefetch
 from kdbudget.train.runtime import (
@@ -69,7 +70,6 @@ from kdbudget.train.runtime import (
     set_threads,
     versions,
 )
-from kdbudget.train.schedule import lr_multiplier
 from kdbudget.train.spec import RunSpec
 from kdbudget.train.speed import (
     CompiledLayers,
@@ -131,6 +131,8 @@ _RESUMABLE_CHANGES = {"threads", "checkpoint_every_seconds", "checkpoint_every_s
 def run_identity(spec: RunSpec) -> str:
     """A JSON fingerprint of the settings a resumed run must share with the interrupted one."""
     settings = {k: v for k, v in spec.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    if settings["student"].get("mobilebert") is None:  # a BERT student keeps the identity it had before the option
+        settings["student"] = {k: v for k, v in settings["student"].items() if k != "mobilebert"}
     return json.dumps(settings, sort_keys=True, default=str)
 
 
@@ -211,7 +213,7 @@ class _Run:
     meta: dict[str, Any]
     budget: Budget
     amp_dtype: torch.dtype | None
-    student: KDBertForMaskedLM
+    student: KDBertForMaskedLM | KDMobileBertForMaskedLM
     teacher: KDBertForMaskedLM | None
     strategy: Strategy
     compiled: CompiledLayers | None
@@ -265,6 +267,11 @@ def _setup(spec: RunSpec, world: World, device: torch.device) -> _Run:
                               **spec.strategy_options).to(device)
     if strategy.teacher_needs is not None and teacher is None:
         raise ValueError(f"{spec.name}: strategy {spec.strategy!r} needs a teacher (no teacher_dir given)")
+    if isinstance(student, KDMobileBertForMaskedLM):
+        try:
+            check_request(strategy.student_needs)
+        except ValueError as error:
+            raise ValueError(f"{spec.name}: strategy {spec.strategy!r}: {error}") from None
 
     checkpoint_dir = Path(spec.checkpoint_dir)
     state = load_checkpoint(checkpoint_dir)
@@ -366,7 +373,8 @@ def _train(run: _Run, stop: _StopFlag, watch: ParentWatch) -> None:
         while not run.trained and not budget.should_stop(spent, cost[budget.unit]):
             clock.start()
             fraction = budget.fraction(spent)
-            lr = opt.lr * lr_multiplier(fraction, opt.warmup)
+            run.strategy.begin_step(fraction, run.student)  # a staged strategy switches stage by the budget spent
+            lr = opt.lr * lr_multiplier(run.strategy.schedule_fraction(fraction), total=1.0, warmup=opt.warmup)
             set_lr(run.parts.optimizer, lr)
             step = feed.take()
             run.position = step.position
