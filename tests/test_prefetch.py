@@ -124,13 +124,13 @@ def test_a_resume_with_read_ahead_starts_after_the_last_step_trained(tmp_path, p
     spec = RunSpec.from_dict(tiny_spec(tmp_path, packed_data, prefetch=True, checkpoint_every_steps=5))
     real, calls, positions = trainer.lr_multiplier, [], []
 
-    def crash_at_step_8(*args):  # called once at the top of every step
+    def crash_at_step_8(*args, **kwargs):  # called once at the top of every step
         calls.append(args)
         if len(calls) == 6:
             positions.append(load_checkpoint(spec.checkpoint_dir)["progress"]["position"])
         if len(calls) == 8:
             raise RuntimeError("killed")
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "lr_multiplier", crash_at_step_8)
     with pytest.raises(RuntimeError, match="killed"):
@@ -150,11 +150,11 @@ def test_a_stopped_or_failing_run_leaves_no_reader_running(tmp_path, packed_data
 
     real, calls = trainer.lr_multiplier, []
 
-    def signal_at_step_2(*args):
+    def signal_at_step_2(*args, **kwargs):
         calls.append(args)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGUSR1)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "lr_multiplier", signal_at_step_2)
     with pytest.raises(trainer.Interrupted):

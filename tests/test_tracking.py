@@ -219,11 +219,11 @@ def test_a_resumed_run_neither_duplicates_nor_loses_a_step(tmp_path, packed_data
     checkpoints, out = Path(spec["checkpoint_dir"]), Path(spec["out_dir"])
     real, calls = trainer.lr_multiplier, []
 
-    def crash_at_step_8(*args):  # called once at the top of every step
+    def crash_at_step_8(*args, **kwargs):  # called once at the top of every step
         calls.append(args)
         if len(calls) == 8:
             raise RuntimeError("killed")
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "lr_multiplier", crash_at_step_8)
     with pytest.raises(RuntimeError, match="killed"):
