@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, base_config
+
 from kdbudget.config import ConfigError, validate_config
 from kdbudget.plan import check_teachers, plan_models
 

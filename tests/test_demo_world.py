@@ -14,8 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from kdbudget.demo import (SENTIMENT, Entity, Fact, Realiser, build_world, corrupt, demo_world, sentiment_sentence,
-                           write_demo_corpus)
+from kdbudget.demo import (
+    SENTIMENT,
+    Entity,
+    Fact,
+    Realiser,
+    build_world,
+    corrupt,
+    demo_world,
+    sentiment_sentence,
+    write_demo_corpus,
+)
 from kdbudget.demo.realise import SENTIMENT_VERBS
 from kdbudget.demo.world import ORG_PROFESSIONS, RELATIONS
 

@@ -5,7 +5,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SNAKEMAKE, run_snakemake
 from test_pretrain_pipeline import pretrain_config
 

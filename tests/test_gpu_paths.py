@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_teacher, tiny_spec
 from safetensors.torch import load_file
 
-from conftest import make_teacher, tiny_spec
 from kdbudget.train import clock as clock_module
 from kdbudget.train.checkpoint import checkpoint_path
 from kdbudget.train.divergence import Diverged, DivergenceGuard

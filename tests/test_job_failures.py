@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SNAKEMAKE, base_config, ended, run_snakemake
 
 pytestmark = pytest.mark.slow

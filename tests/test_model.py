@@ -16,10 +16,10 @@ from kdbudget.model import (
     Request,
     UnsafeCheckpointError,
     bert_config,
+    hf_io,
     load_pretrained,
     save_pretrained,
 )
-from kdbudget.model import hf_io
 
 VOCAB, LENGTH, BATCH = 99, 16, 3
 

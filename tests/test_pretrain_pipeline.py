@@ -4,7 +4,6 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import ROOT, SNAKEMAKE, base_config, run_snakemake
 
 TINY = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}
@@ -12,7 +11,8 @@ TINY = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}
 
 def pretrain_config(**overrides) -> dict:
     config = base_config(
-        teachers={"t4": {"source": "pretrain", "shape": {**TINY, "layers": 4}, "budget": {"mode": "tokens", "limit": 8 * 128 * 10}}},
+        teachers={"t4": {"source": "pretrain", "shape": {**TINY, "layers": 4},
+                         "budget": {"mode": "tokens", "limit": 8 * 128 * 10}}},
         groups={"small": {"student": TINY, "teacher": "t4", "strategies": ["nokd", "minilm"],
                           "budget": {"mode": "reference", "measure": "flops", "epochs": 1}}},
         pretrain={"batch_size": 8, "micro_batch_size": 4, "log_every_steps": 1, "eval_sequences": 16},

@@ -40,7 +40,8 @@ PAPER = {
 
 def group_config(strategies: list[str], **pretrain) -> dict:
     return {"teachers": {"t": {"source": "dir", "path": "/nowhere"}},
-            "groups": {"g": {"student": TINY, "teacher": "t", "strategies": strategies, "budget": {"mode": "reference"}}},
+            "groups": {"g": {"student": TINY, "teacher": "t", "strategies": strategies,
+                             "budget": {"mode": "reference"}}},
             "pretrain": pretrain}
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, run_snakemake, write_books, write_wiki_dump
 from hub_standin import glue_clone, text_dataset_clone, warm_model_cache
 from wiki_mirror import add_dump_run, serve_mirror

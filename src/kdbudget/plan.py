@@ -57,7 +57,7 @@ class PlannedModel:
     def is_reference(self) -> bool:
         return self.budget["mode"] == "reference" and self.strategy == REFERENCE_STRATEGY
 
-    def reference_name(self, models: dict[str, "PlannedModel"]) -> str | None:
+    def reference_name(self, models: dict[str, PlannedModel]) -> str | None:
         """The No-KD run whose spent budget this run receives (None for explicit budgets)."""
         if self.budget["mode"] != "reference" or self.is_reference:
             return None
@@ -93,7 +93,8 @@ def plan_models(config: dict[str, Any]) -> dict[str, PlannedModel]:
         budget = group["budget"]
         where = f"groups.{group_name}"
         if budget["mode"] == "reference" and REFERENCE_STRATEGY not in group["strategies"]:
-            raise ConfigError(f"config key '{where}.strategies': a 'reference' budget needs the {REFERENCE_STRATEGY} run")
+            raise ConfigError(f"config key '{where}.strategies': a 'reference' budget needs the "
+                              f"{REFERENCE_STRATEGY} run")
         if budget["mode"] == "reference" and budget.get("limit") is not None:
             raise ConfigError(f"config key '{where}.budget.limit' is not used by budget mode 'reference' (the No-KD "
                               "run trains budget.epochs passes and the others get what it spent): remove it, or "
@@ -212,7 +213,8 @@ def student_spec(config: dict[str, Any], model: PlannedModel, *, data_dir: str, 
     }
 
 
-def teacher_spec(config: dict[str, Any], name: str, *, data_dir: str, out_dir: str, checkpoint_dir: str) -> dict[str, Any]:
+def teacher_spec(config: dict[str, Any], name: str, *, data_dir: str, out_dir: str,
+                 checkpoint_dir: str) -> dict[str, Any]:
     """The run spec of a teacher the pipeline pretrains itself (No-KD, its own budget)."""
     teacher = config["teachers"][name]
     return {
