@@ -18,6 +18,7 @@ from kdbudget.data.tokenizer import TokenizerError, check_tokenizer_dir
 from kdbudget.glue.cells import CELL_REGEX, grid_cells
 from kdbudget.glue.tasks import TRAIN_EXAMPLES
 from kdbudget.plan import check_teachers, plan_models, student_spec, teacher_spec
+from kdbudget.report.table import report_tasks
 from kdbudget.train.orphan import mark_job_owner
 
 # The jobs this process starts name it as their owner: a trainer whose Snakemake is killed then
@@ -334,3 +335,13 @@ def resources_of(stage):
 def slurm_site(gpus=0):
     """One rule's cluster resources from the site settings (kdbudget.cluster.site_resources)."""
     return cluster.site_resources(SLURM_SITE, gpus)
+
+
+# --- report --------------------------------------------------------------
+
+
+def report_task_list(wildcards):
+    """Table 2's task columns: its seven tasks that glue.tasks lists (a laptop study may fine-tune on fewer; Avg is
+    then over those and labelled so, and table2_vs_paper says why it is skipped). A function, so that a config
+    without any Table 2 task fails in the report's jobs, naming glue.tasks, not when the workflow is parsed."""
+    return list(report_tasks(config["glue"]["tasks"]))

@@ -4,7 +4,6 @@
 # (with a compute sweep in the config, --forcerun sweep too)
 # regenerates them from cached results without any training or fine-tuning job.
 from kdbudget.report.layout import has_sweeps, layout_from_plan, layout_to_data
-from kdbudget.report.table import report_tasks
 
 
 # Seconds of work on small files: never worth a cluster job.
@@ -20,13 +19,6 @@ TABLES = "results/tables"
 PLOTS = "results/plots"
 # The sweep's table and plot are outputs of `table` only when a group runs at several budget scales.
 SWEEPS = has_sweeps(config)
-
-
-def report_task_list(wildcards):
-    """Table 2's task columns: its seven tasks that glue.tasks lists (a laptop study may fine-tune on fewer; Avg is
-    then over those and labelled so, and table2_vs_paper says why it is skipped). A function, so that a config
-    without any Table 2 task fails in the report's jobs, naming glue.tasks, not when the workflow is parsed."""
-    return list(report_tasks(config["glue"]["tasks"]))
 
 
 rule table2:
