@@ -218,7 +218,7 @@ def plan_config(fidelity: str, layer_norm: str | None) -> dict:
 
 def _norms(nokd: str, kd: str) -> dict[str, str]:
     """The demo group's placements: its No-KD student's, and every KD student's."""
-    return {"nokd6": nokd, **dict.fromkeys(("vanillakd6", "minilm6", "tinybert6", "distilbert6"), kd)}
+    return {"nokd6": nokd, **dict.fromkeys(("vanillakd6", "minilm6", "tinybert6", "distilbert6", "mobilebert6"), kd)}
 
 
 @pytest.mark.parametrize(("fidelity", "layer_norm", "expected"), [
