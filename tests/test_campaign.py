@@ -337,7 +337,10 @@ class Attempt:
         # Trainers orphaned by a killed Snakemake checkpoint and stop by themselves, "within a second"
         # (README): a rerun's trainer would find one that lives on holding its checkpoint folder.
         trainers = {pid: start for pid, (start, argv) in self.below.items() if _jobs({pid: (start, argv)}, "pretrain")}
-        deadline = time.monotonic() + 20
+        # A trainer killed as it starts can only look once its imports are done (torch and transformers: a few
+        # seconds idle, over 20 on a loaded 2-core machine, as in a full `make test`); what must never happen is
+        # one that lives on to train, which takes minutes here.
+        deadline = time.monotonic() + 60
         while any(_alive(pid, start) for pid, start in trainers.items()):
             assert time.monotonic() < deadline, f"trainers {sorted(trainers)} live on after their Snakemake ended"
             time.sleep(0.1)
