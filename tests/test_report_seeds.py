@@ -186,6 +186,10 @@ def test_gpu_hours_are_measured_seconds_times_gpus():
     assert gpu_hours("NVIDIA H100 80GB HBM3 x 4", 900.0) == pytest.approx(1.0)  # 900 s * 4 / 3600
     assert gpu_hours("NVIDIA A100-SXM4-40GB", 7200.0) == pytest.approx(2.0)
     assert gpu_hours("AMD EPYC (1 threads)", 7200.0) is None and gpu_hours(None, 1.0) is None
+    # Two CPU processes (torchrun on a CPU) are no GPUs: a CPU run's table holds no wall-clock number.
+    assert gpu_hours("AMD EPYC (1 threads) x 2", 7200.0) is None
+    assert gpu_hours("AMD EPYC x 2", 7200.0, "cpu") is None
+    assert gpu_hours("NVIDIA H100 80GB HBM3 x 2", 1800.0, "cuda") == pytest.approx(1.0)
 
 
 def test_model_names_of_seeds_and_scales():

@@ -51,9 +51,13 @@ def _number(value: Any) -> float | None:
 _GPUS = re.compile(r" x (\d+)$")
 
 
-def gpu_hours(device: str | None, seconds: float | None) -> float | None:
-    """Measured GPU-hours: seconds times the GPUs of ``device`` (as the trainer names it); None on a CPU."""
-    if device is None or seconds is None or device.endswith("threads)") or device.lower() == "cpu":
+def gpu_hours(device: str | None, seconds: float | None, device_type: str | None = None) -> float | None:
+    """Measured GPU-hours: seconds times the GPUs of ``device`` (as the trainer names it); None on a CPU, also
+    for a run of several CPU processes (``... (1 threads) x 2``). ``device_type`` (the summary's, where it has
+    one) decides; older summaries are judged by the name."""
+    if device is None or seconds is None or (device_type is not None and device_type != "cuda"):
+        return None
+    if "threads)" in device or device.lower() == "cpu":
         return None
     match = _GPUS.search(device)
     return seconds * (int(match.group(1)) if match else 1) / 3600
@@ -75,7 +79,8 @@ def ledger_of(summary: Mapping[str, Any] | None) -> Ledger:
     return Ledger(
         measure=measure, amount=amount, spent=spent, tokens=_number(summary.get("tokens")),
         epochs=_number(summary.get("epochs")), device=summary.get("device"),
-        gpu_hours=gpu_hours(summary.get("device"), _number(spent_by.get("seconds", summary.get("seconds")))),
+        gpu_hours=gpu_hours(summary.get("device"), _number(spent_by.get("seconds", summary.get("seconds"))),
+                            summary.get("device_type")),
         has_teacher=summary.get("teacher") is not None or bool(cost),
         teacher_share=teacher_flops / flops if teacher_flops is not None and flops else None,
         teacher_forward=summary.get("teacher_forward"), teacher_cost_flops=_number(cost.get("flops")),
