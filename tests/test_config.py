@@ -15,11 +15,32 @@ def load(name: str) -> dict:
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "study.yaml"])
 def test_shipped_configs_validate(name):
     config = validate_config(load(name), SCHEMA)
     assert config["packing"]["seq_len"] == 128
     assert config["packing"]["max_predictions"] == 20
+
+
+def test_the_study_is_the_demo_world_swept_over_three_scales_and_seeds():
+    from kdbudget.plan import plan_models
+
+    demo, study = validate_config(load("config.yaml"), SCHEMA), validate_config(load("study.yaml"), SCHEMA)
+    # The same world, corpus, teacher and training settings as the demo: only the group and GLUE's tasks and
+    # seeds differ, so its scale-1 runs are the demo's runs at other seeds.
+    for key in ("seed", "corpus", "tokenizer", "packing", "teachers", "pretrain", "resources"):
+        assert study[key] == demo[key], key
+    assert {k: v for k, v in study["glue"].items() if k not in ("tasks", "seeds")} == \
+        {k: v for k, v in demo["glue"].items() if k not in ("tasks", "seeds")}
+    assert (study["glue"]["tasks"], study["glue"]["seeds"]) == (["sst2", "qnli"], [42, 43])
+    models = plan_models(study)
+    # 3 strategies x 3 scales x 3 seeds, each KD run held to the No-KD run of its own scale and seed.
+    assert len(models) == 27
+    assert models["minilm6-x0.25-seed2"].reference_name(models) == "nokd6-x0.25-seed2"
+    assert models["vanillakd6-seed0"].reference_name(models) == "nokd6-seed0"
+    assert [models[f"nokd6{s}-seed1"].budget["epochs"] for s in ("-x0.25", "-x0.5", "")] == [0.5, 1.0, 2]
+    assert all(m.shape == demo["groups"]["unlimited6"]["student"] | {"layer_norm": m.shape["layer_norm"]}
+               for m in models.values())
 
 
 def test_defaults_are_filled_from_the_schema():
