@@ -16,7 +16,7 @@ from kdbudget.config import validate_config
 from kdbudget.report.formats import format_tokens, render_csv, render_latex, render_markdown
 from kdbudget.report.layout import layout_from_config
 from kdbudget.report.paper import check_paper_table, exact_avg, load_paper_table, round1
-from kdbudget.report.results import load_results
+from kdbudget.report.results import load_model_dirs, load_results
 from kdbudget.report.table import TASKS, MissingResultsError, build_table
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -198,6 +198,22 @@ def test_a_summary_of_another_model_is_refused(tmp_path, layout):
         (tmp_path / "glue" / "nokd6" / "summary.json").read_text())
     with pytest.raises(ValueError, match="'nokd6' where 'minilm6' was expected"):
         load_results(layout, tmp_path)
+
+
+def test_the_report_rules_loader_reads_the_same_as_the_results_folder(tmp_path, layout):
+    """The rules pass each model's directories (in any place); they must load what the folder layout loads."""
+    write_fixture_results(tmp_path)
+    names = ["minilm6", "nokd6"]
+    by_dirs = load_model_dirs(names, [tmp_path / "pretrain" / n for n in names], [tmp_path / "glue" / n for n in names])
+    by_folder = load_results(layout, tmp_path)
+    assert list(by_dirs) == names
+    for name in names:
+        assert by_dirs[name].pretrain == by_folder[name].pretrain
+        assert by_dirs[name].glue == by_folder[name].glue
+        assert by_dirs[name].pretrain["name"] == name
+    with pytest.raises(ValueError, match="'nokd6' where 'minilm6' was expected"):  # swapped order is caught
+        load_model_dirs(names, [tmp_path / "pretrain" / n for n in reversed(names)],
+                        [tmp_path / "glue" / n for n in names])
 
 
 # --- the paper's Table 2 ------------------------------------------------------------

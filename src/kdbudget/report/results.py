@@ -27,12 +27,17 @@ class ModelResults:
         return self.paths.get(key) or "not given"
 
 
+def model_paths(pretrain_dir: str | Path, glue_dir: str | Path) -> dict[str, Path]:
+    """A model's summaries in its pretraining directory and its GLUE directory."""
+    pretrain_dir, glue_dir = Path(pretrain_dir), Path(glue_dir)
+    return {"pretrain": pretrain_dir / "summary.json", "metrics": pretrain_dir / "metrics.jsonl",
+            "glue": glue_dir / "summary.json"}
+
+
 def result_paths(results_dir: str | Path, name: str) -> dict[str, Path]:
     """Where the pipeline writes a model's summaries under a results folder."""
     results_dir = Path(results_dir)
-    return {"pretrain": results_dir / "pretrain" / name / "summary.json",
-            "metrics": results_dir / "pretrain" / name / "metrics.jsonl",
-            "glue": results_dir / "glue" / name / "summary.json"}
+    return model_paths(results_dir / "pretrain" / name, results_dir / "glue" / name)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -61,3 +66,11 @@ def load_results(layout: Sequence[GroupLayout], results_dir: str | Path) -> dict
     return {name: load_model_results(name, **result_paths(results_dir, name)) for name in model_names(layout)}
 
 
+
+
+def load_model_dirs(names: Sequence[str], pretrain_dirs: Sequence[str | Path],
+                    glue_dirs: Sequence[str | Path]) -> dict[str, ModelResults]:
+    """The named models from their pretraining and GLUE directories, given in the same order (the report
+    rules' inputs)."""
+    return {name: load_model_results(name, **model_paths(pretrain, glue))
+            for name, pretrain, glue in zip(names, pretrain_dirs, glue_dirs, strict=True)}
