@@ -35,11 +35,24 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
     An uncaught exception ends the log with :func:`failure_line`."""
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        console = sys.stderr
         sys.stderr = open(log_file, "a", encoding="utf-8", buffering=1)
+        _redirect_stream_handlers(console, sys.stderr)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
     logging.captureWarnings(True)
     sys.excepthook = _FailureHook(str(log_file) if log_file else None)
+
+
+def _redirect_stream_handlers(old: Any, new: Any) -> None:
+    """Libraries that set up their own handler at import (transformers' load reports) bound the stderr of
+    that moment: point those handlers at the log file too, so their chatter does not reach the console."""
+    loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(item, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler and handler.stream is old:
+                handler.setStream(new)
 
 
 def failure_line(error: BaseException) -> str:
