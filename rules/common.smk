@@ -14,6 +14,7 @@ if _SRC not in sys.path:
 
 from kdbudget import cluster
 from kdbudget.config import ConfigError, validate_config
+from kdbudget.cpu_isa import pin_cpu_isa
 from kdbudget.data.tokenizer import TokenizerError, check_tokenizer_dir
 from kdbudget.glue.cells import CELL_REGEX, grid_cells
 from kdbudget.glue.tasks import TRAIN_EXAMPLES
@@ -32,6 +33,9 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.clear()
 config.update(_validated)
+
+# Set here, before any job starts: the jobs inherit the pins (a cluster job's Snakemake parses this again).
+pin_cpu_isa(config["cpu_isa"])
 
 if config["tokenizer"]["source"] == "dir":
     # A user's tokenizer is checked before any job starts, not after extraction.

@@ -6,6 +6,8 @@ import subprocess
 import pytest
 from conftest import ROOT, SNAKEMAKE, base_config, run_snakemake
 
+from kdbudget.cpu_isa import isa_environment
+
 TINY = {"layers": 2, "hidden": 32, "heads": 4, "intermediate": 64}
 
 
@@ -34,6 +36,10 @@ def test_kd_run_gets_the_nokd_budget_through_the_dag(tmp_path):
     assert nokd["budget"]["role"] == "reference" and minilm["budget"]["reference"] == "nokd2"
     assert abs(minilm["flops"] - nokd["flops"]) / nokd["flops"] < 0.05
     assert minilm["tokens"] < nokd["tokens"]
+    if isa_environment("avx2"):  # the config's default cpu_isa reached the training jobs (kdbudget.cpu_isa)
+        for summary in (nokd, minilm):
+            assert summary["cpu_kernels"] == {"aten": "AVX2", "aten_cpu_capability": "avx2", "mkl_cbwr": "AVX2",
+                                              "onednn_max_cpu_isa": "AVX2"}
     for name in ("nokd2", "minilm2"):
         model_dir = work / "results/pretrain" / name
         AutoModelForMaskedLM.from_pretrained(model_dir)

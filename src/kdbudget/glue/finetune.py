@@ -37,7 +37,15 @@ from kdbudget.glue.metrics import dev_metrics, nan_to_none
 from kdbudget.glue.select import majority_baseline
 from kdbudget.glue.tasks import GlueTask, get_task
 from kdbudget.train.optim import build_optimizer
-from kdbudget.train.runtime import autocast_context, autocast_dtype, device_name, pick_device, set_threads, versions
+from kdbudget.train.runtime import (
+    autocast_context,
+    autocast_dtype,
+    cpu_kernels,
+    device_name,
+    pick_device,
+    set_threads,
+    versions,
+)
 from kdbudget.train.speed import fused_adamw
 
 log = logging.getLogger(__name__)
@@ -165,7 +173,8 @@ def finetune(
         "train_examples": len(train), "train_steps": total_steps,
         "examples_per_second": sum(len(index) for plan in plans for index in plan) / train_seconds,
         "train_seconds": train_seconds, "eval_seconds": eval_seconds, "seconds": time.perf_counter() - started,
-        "malformed": data.malformed, "device": hardware, "precision": str(amp_dtype or torch.float32),
+        "malformed": data.malformed, "device": hardware, "cpu_kernels": cpu_kernels(),
+        "precision": str(amp_dtype or torch.float32),
         "parameters": sum(p.numel() for p in model.parameters()), "versions": versions(),
     }
     if keep_weights_dir is not None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from kdbudget.cpu_isa import AVX2_PINS
+
 
 class NoGpuError(RuntimeError):
     """A job that asked for GPUs sees none: training on the CPU would silently take days."""
@@ -81,6 +83,13 @@ def versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "numpy": numpy.__version__, "kdbudget": kdbudget.__version__}
+
+
+def cpu_kernels() -> dict[str, str | None]:
+    """The instruction set PyTorch's CPU kernels use, and the pins that set it (kdbudget.cpu_isa): two runs
+    on CPUs give the same numbers only with the same kernels."""
+    return {"aten": torch.backends.cpu.get_cpu_capability(),
+            **{key.lower(): os.environ.get(key) for key in AVX2_PINS}}
 
 
 def git_commit(start: str | Path | None = None) -> str | None:

@@ -64,6 +64,7 @@ from kdbudget.train.prefetch import StepShape, open_feed, resolve_prefetch
 from kdbudget.train.runtime import (
     autocast_context,
     autocast_dtype,
+    cpu_kernels,
     device_name,
     git_commit,
     pick_device,
@@ -577,6 +578,7 @@ def _summary(run: _Run, evaluation: dict[str, Any]) -> dict[str, Any]:
         "epochs": run.stream.epochs_at(run.position), "steps": spent.steps, "sequences": spent.sequences,
         "budget": {**budget.as_dict(), "spent": spent.get(budget.unit), "fraction": budget.fraction(spent)},
         "spent": spent.as_dict(), "device": run.hardware, "device_type": run.device.type,
+        "cpu_kernels": cpu_kernels(),
         "precision": str(run.amp_dtype or torch.float32),
         "speed": {"compile": run.compiled.describe() if run.compiled else {"enabled": False},
                   "teacher_dtype": str(next(teacher.parameters()).dtype) if teacher else None,
