@@ -32,6 +32,8 @@ import yaml
 from conftest import ROOT, SNAKEMAKE, run_snakemake
 from test_pretrain_pipeline import pretrain_config
 
+from kdbudget.cpu_isa import isa_environment
+
 # Only the test that runs jobs needs SLURM (and is slow); planning the paper needs neither.
 
 STATE = Path(os.environ.get("KDBUDGET_SLURM_STATE", "/tmp/kdbudget-slurm"))
@@ -201,6 +203,10 @@ def test_slice_runs_as_slurm_jobs_with_the_declared_resources(tmp_path, slurm_cl
         counts = ("steps", "tokens", "flops")
         assert {k: remote[k] for k in counts} == {k: here[k] for k in counts}
         assert here["resumes"] == 0
+        # The config's cpu_isa reached the cluster jobs too (kdbudget.cpu_isa): the same kernels, the same bits.
+        assert remote["cpu_kernels"] == here["cpu_kernels"]
+        if isa_environment("avx2"):
+            assert remote["cpu_kernels"]["aten"] == "AVX2" and remote["cpu_kernels"]["mkl_cbwr"] == "AVX2"
         weights = [(d / "results/pretrain" / name / "model.safetensors").read_bytes() for d in (work, local)]
         assert weights[0] == weights[1], name
     # The table equals the local run's, GLUE scores included: the data, the tokenizer (our own
