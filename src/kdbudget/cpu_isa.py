@@ -17,9 +17,10 @@ An emulated AMD CPU (``-cpu EPYC-Rome``) gave other weights, pinned or not,
 and also with ``MKL_CBWR=COMPATIBLE``: MKL takes other paths on AMD, so the pin
 makes Intel CPUs agree, not every x86-64 CPU. It costs time where the CPU has
 more: the demo took 16 min 50 s instead of 14 min 12 s on an AVX-512/AMX Xeon.
-``native`` lets each library use the fastest the CPU has. The pins are environment variables that
-the libraries read when they first run, so they are set in the workflow's
-process and reach every job it starts. Other architectures (aarch64) and
+``native`` lets each library use the fastest the CPU has.
+
+The pins are environment variables that the libraries read when they first
+run, so they are set in the workflow's process and reach every job it starts. Other architectures (aarch64) and
 CPUs without AVX2 get no pin: there is nothing to pin them to. A GPU's own
 arithmetic is not affected.
 """

@@ -66,8 +66,6 @@ def load_results(layout: Sequence[GroupLayout], results_dir: str | Path) -> dict
     return {name: load_model_results(name, **result_paths(results_dir, name)) for name in model_names(layout)}
 
 
-
-
 def load_model_dirs(names: Sequence[str], pretrain_dirs: Sequence[str | Path],
                     glue_dirs: Sequence[str | Path]) -> dict[str, ModelResults]:
     """The named models from their pretraining and GLUE directories, given in the same order (the report
