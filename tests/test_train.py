@@ -188,6 +188,26 @@ def test_wallclock_reference_on_other_hardware_only_when_allowed(tmp_path):
     assert allowed.source["reference_device"] == "NVIDIA A100-SXM4-40GB"
 
 
+def test_a_cpu_wallclock_reference_under_other_kernels_is_refused(tmp_path, monkeypatch):
+    """The same CPU under AVX2 and AVX-512 kernels (cpu_isa) runs at other speeds: its seconds do not compare."""
+    from kdbudget.train.budget import resolve_budget
+    from kdbudget.train.runtime import device_name
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    native = device_name(cpu)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    pinned = device_name(cpu)
+    assert native != pinned and "AVX2 kernels" in pinned and pinned.endswith("threads)")
+    summary = json.loads(_reference(tmp_path).read_text())
+    reference = tmp_path / "native.json"
+    reference.write_text(json.dumps({**summary, "device": native}))
+    follower = {"mode": "reference", "measure": "seconds", "reference_summary": str(reference)}
+    with pytest.raises(BudgetError, match="AVX512 kernels.*AVX2 kernels"):
+        resolve_budget(_spec(follower), {}, pinned)
+    assert resolve_budget(_spec(follower), {}, native).limit == 123.5
+
+
 @pytest.mark.parametrize("summary", [None, "missing"])
 def test_a_missing_reference_summary_is_a_budget_error_naming_it(tmp_path, summary):
     from kdbudget.train.budget import resolve_budget

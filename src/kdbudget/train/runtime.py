@@ -39,7 +39,9 @@ def pick_device(requested: str = "auto", gpus: int = 0) -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
-    """A human-readable, comparable name of the hardware that trains."""
+    """A human-readable, comparable name of the hardware that trains. A CPU's names its kernels' instruction
+    set too (kdbudget.cpu_isa): the same CPU is slower under AVX2 kernels than under AVX-512 ones, so a
+    wall-clock budget measured under one is not comparable with a run under the other."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or "cpu"
@@ -50,7 +52,7 @@ def device_name(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    return f"{cpu}, {torch.backends.cpu.get_cpu_capability()} kernels ({torch.get_num_threads()} threads)"
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
